@@ -1,0 +1,297 @@
+"""Kartra's wire format: PHP `http_build_query` bodies out, JSON envelopes in.
+
+`encode_form` writes a nested structure the way PHP's `http_build_query`
+does (so PHP's `parse_str` on Kartra's side reads it back into the same
+arrays as the docs' samples); `read_response` turns any of the answer
+shapes the docs show into one `ChainResult`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote_plus
+
+import attrs
+
+from ._constants import BODY_EXCERPT_CHARS
+from .commands import COMMANDS, Command, Safety, Scope
+from .errors import KartraAPIError, KartraResponseError, error_from_code
+from .models.results import ActionResult, ChainResult
+
+__all__ = ["Call", "encode_form", "excerpt", "read_response"]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _quote(text: str) -> str:
+    # PHP's urlencode: RFC 1738, space as '+', and unlike Python it escapes '~'.
+    quoted = quote_plus(text, safe="")
+    return quoted.replace("~", "%7E") if "~" in quoted else quoted
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if value is True:
+        return "1"
+    if value is False:
+        return "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        text = format(Decimal(repr(value)), "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return text
+    if isinstance(value, bytes):
+        return value.decode()
+    return None
+
+
+def _pairs(prefix: str, value: Any) -> Iterator[str]:
+    if value is None:
+        return
+    scalar = _scalar(value)
+    if scalar is not None:
+        yield f"{prefix}={_quote(scalar)}"
+        return
+    if isinstance(value, Mapping):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        raise TypeError(f"cannot form-encode {type(value).__name__} at {prefix!r}")
+    for key, item in items:
+        yield from _pairs(f"{prefix}%5B{_quote(str(key))}%5D", item)
+
+
+def encode_form(data: Mapping[str, Any]) -> str:
+    """Encode like PHP's `http_build_query($data)`.
+
+    Nested mappings become `a[b]`, sequences `a[0]`; None and empty arrays are
+    dropped; True/False become 1/0; Decimal and float never use exponent notation;
+    keys keep their order; brackets are percent-encoded, spaces become '+'.
+    """
+    parts: list[str] = []
+    for key, value in data.items():
+        parts.extend(_pairs(_quote(str(key)), value))
+    return "&".join(parts)
+
+
+# --------------------------------------------------------------------------- a call
+
+
+@attrs.frozen
+class Call:
+    """One compiled HTTP request: the nested payload (no credentials) and its cmds in order."""
+
+    payload: Mapping[str, Any]
+    commands: tuple[Command, ...]
+    lead_id: int | None = None  #: the lead's id when the call names it by id
+
+    @property
+    def safety(self) -> Safety:
+        """The least safe cmd of the call decides whether it may be sent again."""
+        order = (Safety.READ_ONLY, Safety.IDEMPOTENT, Safety.UNSAFE)
+        return max((c.safety for c in self.commands), key=order.index, default=Safety.READ_ONLY)
+
+    @property
+    def cmds(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.commands)
+
+
+def unknown_command(name: str) -> Command:
+    """A stand-in row for a cmd the table does not know (kartra.call): treated as unsafe."""
+    return COMMANDS.get(name) or Command(
+        name, Scope.ACCOUNT, Safety.UNSAFE, "not in the command table: assumed unsafe"
+    )
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def excerpt(content: bytes | str, secrets: Sequence[str] = ()) -> str:
+    """The first characters of a body, for error messages, with any secret blanked out."""
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    text = text[: BODY_EXCERPT_CHARS + 100]
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = text[:BODY_EXCERPT_CHARS]
+    return text
+
+
+_ENVELOPE_KEYS = frozenset({"status", "message", "type"})
+
+
+def _code(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ValueError(value)
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    """`actions` is a JSON array, or an object with keys "0", "1", ... (PHP's json_encode)."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            keys = sorted(value, key=int)
+        except (TypeError, ValueError):
+            return None
+        return [value[k] for k in keys]
+    return None
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _lead_id_of(data: Any) -> int | None:
+    if isinstance(data, Mapping):
+        details = data.get("lead_details", data)
+        if isinstance(details, Mapping):
+            return _to_int(details.get("id"))
+    return None
+
+
+def _attribute(code: int | None, commands: Sequence[Command]) -> int | None:
+    """Which action a call-level error is about: the only one, or the only one documenting it."""
+    if len(commands) == 1:
+        return 0
+    owners = [i for i, c in enumerate(commands) if code is not None and code in c.error_codes]
+    return owners[0] if len(owners) == 1 else None
+
+
+def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
+    if not isinstance(raw, Mapping):
+        raise fail(f"action {index} ({command.name}) is not an object")
+    status = raw.get("status")
+    if status not in (None, "Success", "Error"):
+        raise fail(f"action {index} ({command.name}) has status {status!r}")
+    try:
+        code = _code(raw.get("type"))
+    except ValueError:
+        raise fail(f"action {index} ({command.name}) has type {raw.get('type')!r}") from None
+    message = raw.get("message")
+    message = message if isinstance(message, str) else None
+    ok = status != "Error"
+    error: KartraAPIError | None = None
+    data: Any = None
+    if ok:
+        if command.result_key is not None:
+            data = raw.get(command.result_key)
+        else:
+            rest = {k: v for k, v in raw.items() if k not in _ENVELOPE_KEYS}
+            data = rest or None
+    else:
+        error = error_from_code(code, message, cmd=command.name, action_index=index, raw=raw)
+    return ActionResult(
+        index=index, cmd=command.name, ok=ok, code=code, message=message, data=data,
+        error=error, raw=raw,
+    )  # fmt: skip
+
+
+def read_response(
+    status_code: int,
+    content: bytes,
+    call: Call,
+    *,
+    secrets: Sequence[str] = (),
+) -> ChainResult:
+    """Read Kartra's answer to `call` into a ChainResult.
+
+    Accepts every form the docs show: per-action results in `actions[i][cmd]`,
+    results keyed by cmd without the `actions` wrapper (`{"refund_transaction": {...}}`),
+    and a single action's result at the top level (`{"status": "Success",
+    "account_tags": [...]}`). A top-level `status: Error` raises the typed
+    KartraAPIError; anything unreadable raises KartraResponseError.
+    """
+
+    def fail(reason: str) -> KartraResponseError:
+        return KartraResponseError(
+            reason, status_code=status_code, excerpt=excerpt(content, secrets)
+        )
+
+    try:
+        body = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        raise fail("Kartra's answer is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise fail(f"Kartra's answer is a JSON {type(body).__name__}, not an object")
+
+    commands = call.commands
+    status = body.get("status")
+    raw_actions: list[Any] | None
+    if "actions" in body:
+        raw_actions = _as_list(body["actions"])
+        if raw_actions is None:
+            raise fail("'actions' in Kartra's answer is not a list")
+        if status == "Error" and not raw_actions:
+            raw_actions = None
+    elif any(c.name in body for c in commands):
+        raw_actions = [{c.name: body.get(c.name)} for c in commands]
+    else:
+        raw_actions = None
+
+    if status not in ("Success", "Error") and not (status is None and raw_actions is not None):
+        if status is None:
+            raise fail("Kartra's answer has no 'status'")
+        raise fail(f"Kartra's answer has an unknown status {status!r}")
+
+    if status == "Error" and raw_actions is None:
+        try:
+            code = _code(body.get("type"))
+        except ValueError:
+            raise fail(f"Kartra's error has type {body.get('type')!r}") from None
+        index = _attribute(code, commands)
+        message = body.get("message")
+        raise error_from_code(
+            code,
+            message if isinstance(message, str) else None,
+            cmd=commands[index].name if index is not None else None,
+            action_index=index,
+            raw=body,
+        )
+
+    if raw_actions is None:
+        if len(commands) != 1:
+            raise fail(f"Kartra's answer has no per-action results for {len(commands)} actions")
+        actions = [_action(0, commands[0], body, fail)]
+    else:
+        if len(raw_actions) != len(commands):
+            raise fail(
+                f"Kartra answered {len(raw_actions)} action results for {len(commands)} actions"
+            )
+        actions = []
+        for i, (command, entry) in enumerate(zip(commands, raw_actions, strict=True)):
+            if not isinstance(entry, Mapping) or command.name not in entry:
+                raise fail(f"action {i} of Kartra's answer is not a result of {command.name}")
+            actions.append(_action(i, command, entry[command.name], fail))
+
+    lead_id = call.lead_id
+    for result in actions:
+        if lead_id is None and result.ok and result.cmd in _LEAD_DETAILS:
+            lead_id = _lead_id_of(result.data)
+    if lead_id is None:
+        lead_id = _lead_id_of(body.get("lead_details"))
+    return ChainResult(actions=tuple(actions), lead_id=lead_id, raw=body)
+
+
+_LEAD_DETAILS = frozenset({"create_lead", "edit_lead", "search_lead", "get_lead"})
