@@ -75,9 +75,10 @@ class LeadChain:
             raise KartraValidationError("email", rule, cmd="create_lead")
         return self._add("create_lead", fields)
 
-    def edit(self, *, new_email: str | None = None, **fields: Any) -> LeadChain:
-        """edit_lead: set the given fields (and `new_email` to change the email). Must come first."""
-        return self._add("edit_lead", {**fields, "new_email": new_email})
+    def edit(self, **fields: Any) -> LeadChain:
+        """edit_lead: set the given lead fields; `new_email=...` changes the email.
+        Must come first. Fields go on the wire in the order given."""
+        return self._add("edit_lead", fields)
 
     def search(self) -> LeadChain:
         """search_lead: find the lead (its id comes back in `result.lead_id`). Must come first."""

@@ -187,7 +187,10 @@ _ID = _integer(minimum=1)
 def _decimal(
     *, minimum: Decimal, maximum: Decimal | None = None, exclusive_min: bool = False
 ) -> Check:
-    def check(value: Any) -> Decimal:
+    """A money-like number (at most two decimals). Floats stay floats, so they go on the
+    wire as PHP writes them (22.0 -> "22"); int, str and Decimal become Decimal."""
+
+    def check(value: Any) -> Decimal | float:
         if isinstance(value, bool):
             raise _Invalid("must be a number (got a bool)")
         try:
@@ -209,7 +212,7 @@ def _decimal(
             raise _Invalid(f"must be {low} {minimum} (got {value!r})")
         if maximum is not None and number > maximum:
             raise _Invalid(f"must be at most {maximum:,} (got {value!r})")
-        return number
+        return value if isinstance(value, float) else number
 
     return check
 
