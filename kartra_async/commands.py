@@ -23,6 +23,16 @@ import attrs
 
 from ._constants import KARTRA_TZ
 from .errors import KartraValidationError
+from .models.account import CustomField
+from .models.lead import Lead, LeadRef
+from .models.payments import (
+    CancelResult,
+    RefundResult,
+    SubscriptionDetails,
+    SubscriptionSummary,
+    TransactionDetails,
+    TransactionSummary,
+)
 
 __all__ = [
     "COMMANDS",
@@ -88,6 +98,8 @@ class Command:
     rules: tuple[Callable[[Mapping[str, Any]], None], ...] = ()
     #: key of the action's result holding its data (None: the whole action result)
     result_key: str | None = None
+    #: the type the result's data is structured into (models/); None: message only
+    result: Any = None
     success_code: int | None = None
     error_codes: frozenset[int] = frozenset()
     _by_name: Mapping[str, Param] = attrs.field(init=False, repr=False, eq=False)
@@ -513,24 +525,25 @@ _TABLE: tuple[Command, ...] = (
         "create_lead", Scope.LEAD, Safety.UNSAFE,
         "a repeat answers 244 'Lead already exists' and loses the created id",
         params=(_p("email", _email, required=True), *LEAD_FIELDS),
-        params_in="lead", result_key="lead_details", error_codes=frozenset({244, 271}),
+        params_in="lead", result_key="lead_details", result=LeadRef, error_codes=frozenset({244, 271}),
     ),
     Command(
         "edit_lead", Scope.LEAD, Safety.IDEMPOTENT,
         "sets fields to the values sent; a repeat writes the same values",
         params=(*_LEAD_ID, *LEAD_FIELDS, _p("new_email", _email)),
         params_in="lead", rules=(_either("id", "email", exactly_one=False),),
-        result_key="lead_details", error_codes=frozenset({243, 244, 245, 271}),
+        result_key="lead_details", result=LeadRef,
+        error_codes=frozenset({243, 244, 245, 271}),
     ),
     Command(
         "search_lead", Scope.LEAD, Safety.READ_ONLY, "only reads",
         params=_LEAD_ID, params_in="lead", rules=(_either("id", "email", exactly_one=False),),
-        result_key="lead_details", error_codes=_NOT_FOUND,
+        result_key="lead_details", result=LeadRef, error_codes=_NOT_FOUND,
     ),
     Command(
         "get_lead", Scope.GET_LEAD, Safety.READ_ONLY, "only reads",
         params=(_p("email", _email, required=True),), params_in="get_lead",
-        result_key="lead_details", error_codes=frozenset({234, 245}),
+        result_key="lead_details", result=Lead, error_codes=frozenset({234, 245}),
     ),
     # ---- lead actions
     Command(
@@ -606,11 +619,13 @@ _TABLE: tuple[Command, ...] = (
     ),
     Command(
         "retrieve_transactions_from_lead", Scope.LEAD, Safety.READ_ONLY, "only reads",
-        result_key="transaction_list", error_codes=_NOT_FOUND,
+        result_key="transaction_list", result=list[TransactionSummary],
+        error_codes=_NOT_FOUND,
     ),
     Command(
         "retrieve_subscriptions_from_lead", Scope.LEAD, Safety.READ_ONLY, "only reads",
-        result_key="subscriptions_list", error_codes=_NOT_FOUND,
+        result_key="subscriptions_list", result=list[SubscriptionSummary],
+        error_codes=_NOT_FOUND,
     ),
     # ---- account
     Command(
@@ -635,7 +650,7 @@ _TABLE: tuple[Command, ...] = (
             _p("transaction_id", _ID, required=True),
             _p("amount", _decimal(minimum=Decimal(0), exclusive_min=True), wire="refund_amount"),
         ),
-        error_codes=frozenset({247, 250, 251, 253, 266, 268}),
+        result=RefundResult, error_codes=frozenset({247, 250, 251, 253, 266, 268}),
     ),
     Command(
         "edit_subscription", Scope.ACCOUNT, Safety.UNSAFE,
@@ -672,7 +687,7 @@ _TABLE: tuple[Command, ...] = (
             _p("subscription_id", _ID, wire="transaction_internal_subscription_id"),
         ),
         rules=(_either("transaction_id", "transaction_internal_subscription_id"),),
-        error_codes=frozenset({248, 249, 252, 253, 267}),
+        result=CancelResult, error_codes=frozenset({248, 249, 252, 253, 267}),
     ),
     Command(
         "modify_subscription_status", Scope.ACCOUNT, Safety.UNSAFE,
@@ -697,23 +712,25 @@ _TABLE: tuple[Command, ...] = (
     Command(
         "get_subscription_details", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
         params=(_p("subscription_id", _ID, required=True),),
-        result_key="subscription_details", error_codes=frozenset({248}),
+        result_key="subscription_details", result=SubscriptionDetails,
+        error_codes=frozenset({248}),
     ),
     Command(
         "get_transaction_details", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
         params=(_p("transaction_id", _ID, required=True),),
-        result_key="transaction_details", error_codes=frozenset({247}),
+        result_key="transaction_details", result=TransactionDetails,
+        error_codes=frozenset({247}),
     ),
     Command("retrieve_account_tags", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
-            result_key="account_tags"),
+            result_key="account_tags", result=list[str]),
     Command("retrieve_account_lists", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
-            result_key="account_lists"),
+            result_key="account_lists", result=list[str]),
     Command("retrieve_account_sequences", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
-            result_key="account_sequences"),
+            result_key="account_sequences", result=list[str]),
     Command("retrieve_account_pages", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
-            result_key="account_pages"),
+            result_key="account_pages", result=list[str]),
     Command("retrieve_custom_fields", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
-            result_key="custom_fields"),
+            result_key="custom_fields", result=list[CustomField]),
 )
 # fmt: on
 

@@ -18,7 +18,9 @@ import attrs
 
 from ._constants import BODY_EXCERPT_CHARS
 from .commands import COMMANDS, Command, Safety, Scope
+from .convert import structure
 from .errors import KartraAPIError, KartraResponseError, error_from_code
+from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
 
 __all__ = ["Call", "encode_form", "excerpt", "read_response"]
@@ -164,6 +166,8 @@ def _to_int(value: Any) -> int | None:
 
 
 def _lead_id_of(data: Any) -> int | None:
+    if isinstance(data, (LeadRef, Lead)):
+        return data.id
     if isinstance(data, Mapping):
         details = data.get("lead_details", data)
         if isinstance(details, Mapping):
@@ -200,6 +204,11 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
         else:
             rest = {k: v for k, v in raw.items() if k not in _ENVELOPE_KEYS}
             data = rest or None
+        if data is not None and command.result is not None:
+            try:
+                data = structure(data, command.result, what=f"action {index} ({command.name})")
+            except KartraResponseError as exc:
+                raise fail(exc.reason) from exc
     else:
         error = error_from_code(code, message, cmd=command.name, action_index=index, raw=raw)
     return ActionResult(

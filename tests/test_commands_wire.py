@@ -12,6 +12,7 @@ import pytest
 import respx
 
 from kartra_async import COMMANDS, AsyncKartra
+from kartra_async.models import LeadRef
 
 from .conftest import fields
 
@@ -359,7 +360,7 @@ async def test_design_example_chain(kartra: AsyncKartra, api: respx.MockRouter) 
         ("subscribe_lead_to_list", 101),
         ("give_points_to_lead", 105),
     ]
-    assert result.actions[0].data == {"id": "1234"}
+    assert result.actions[0].data == LeadRef(id=1234)
 
 
 async def test_payload_is_nested_and_chain_is_immutable(kartra: AsyncKartra) -> None:

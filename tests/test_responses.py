@@ -27,6 +27,16 @@ from kartra_async import (
     TransactionNotFoundError,
 )
 from kartra_async import errors as errors_module
+from kartra_async.models import (
+    CancelResult,
+    Lead,
+    LeadRef,
+    RebillTransaction,
+    RefundResult,
+    SubscriptionDetails,
+    TransactionSummary,
+    TransactionType,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -231,7 +241,7 @@ async def test_search_lead_flat_form(kartra: AsyncKartra, api: respx.MockRouter)
     reply(api, {"status": "Success", "message": "Lead found", "lead_details": {"id": "39260"}})
     result = await kartra.lead("test@kartra.com").search()
     assert result.lead_id == 39260
-    assert result.actions[0].data == {"id": "39260"}
+    assert result.actions[0].data == LeadRef(id=39260)
     assert result.actions[0].message == "Lead found"
 
 
@@ -249,7 +259,7 @@ async def test_create_lead_wrapped_form(kartra: AsyncKartra, api: respx.MockRout
 
 async def test_refund_without_actions_wrapper(kartra: AsyncKartra, api: respx.MockRouter) -> None:
     reply(api, {"refund_transaction": {"status": "Success", "transaction_refunded": "792354"}})
-    assert await kartra.transactions.refund(738474) == {"transaction_refunded": "792354"}
+    assert await kartra.transactions.refund(738474) == RefundResult(transaction_refunded=792354)
 
 
 async def test_cancel_transaction_without_wrapper(
@@ -265,19 +275,27 @@ async def test_cancel_transaction_without_wrapper(
             }
         },
     )
-    assert await kartra.transactions.cancel(transaction_id=234161) == {
-        "transaction_subscription_id": "I-EV375R0H61SM",
-        "transaction_internal_subscription_id": "14833",
-    }
+    assert await kartra.transactions.cancel(transaction_id=234161) == CancelResult(
+        transaction_subscription_id="I-EV375R0H61SM", transaction_internal_subscription_id=14833
+    )
 
 
 async def test_details_without_status(kartra: AsyncKartra, api: respx.MockRouter) -> None:
     reply(
         api, {"get_subscription_details": {"subscription_details": {"subscription_id": "993037"}}}
     )
-    assert await kartra.subscriptions.get(993037) == {"subscription_id": "993037"}
-    reply(api, {"get_transaction_details": {"transaction_details": {"transaction_id": "99432"}}})
-    assert await kartra.transactions.get(99432) == {"transaction_id": "99432"}
+    assert await kartra.subscriptions.get(993037) == SubscriptionDetails(subscription_id=993037)
+    reply(
+        api,
+        {
+            "get_transaction_details": {
+                "transaction_details": {"transaction_id": "99432", "transaction_type": "rebill"}
+            }
+        },
+    )
+    assert await kartra.transactions.get(99432) == RebillTransaction(
+        transaction_id=99432, transaction_type=TransactionType.REBILL
+    )
 
 
 async def test_edit_subscription_wrapped(kartra: AsyncKartra, api: respx.MockRouter) -> None:
@@ -332,7 +350,14 @@ async def test_retrieve_transactions_from_lead(kartra: AsyncKartra, api: respx.M
     ]
     reply(api, {"retrieve_transactions_from_lead": {"transaction_list": rows}})
     result = await kartra.lead("example@email.com").transactions()
-    assert result.actions[0].data == rows
+    assert result.actions[0].data == [
+        TransactionSummary(
+            transaction_id=48110,
+            transaction_type=TransactionType.SALE,
+            lead_id=4174086,
+            lead_email="example@email.com",
+        )
+    ]
 
 
 async def test_search_transaction_true_or_not_found(
@@ -347,7 +372,7 @@ async def test_search_transaction_true_or_not_found(
 
 async def test_get_lead_and_not_found(kartra: AsyncKartra, api: respx.MockRouter) -> None:
     reply(api, {"status": "Success", "lead_details": {"id": "1234", "email": "test@test.co"}})
-    assert await kartra.get_lead("test@test.co") == {"id": "1234", "email": "test@test.co"}
+    assert await kartra.get_lead("test@test.co") == Lead(id=1234, email="test@test.co")
     reply(api, {"status": "Error", "message": "No lead found", "type": "234"})
     with pytest.raises(LeadNotFoundError) as caught:
         await kartra.get_lead("nobody@test.co")

@@ -1,0 +1,306 @@
+"""The cattrs converter: the ONE place that knows Kartra's quirks.
+
+Hooks, one per rule:
+
+- numbers come as strings ("1234") or ints: `int` reads both, never a bool;
+- money is `Decimal`, never float ("300.00", 4, 19.95);
+- booleans are "0"/"1"/0/1 and nothing else (cattrs would turn "0" into True);
+- dates are US Eastern 'YYYY-MM-DD HH:MM:SS' or 'YYYY-MM-DD HH:MM', read as aware
+  datetimes in America/New_York;
+- "N/A", and for non-text fields "" and "0000-00-00 00:00:00", mean None (Optional fields);
+- "Until cancelled" where a count would be is `UntilCancelled.UNTIL_CANCELLED`;
+- enums keep values they do not know (see models._base);
+- field names follow the `wire` metadata, including the docs' alternative spellings;
+  unknown keys are ignored, and the mapping as sent stays on `.raw`;
+- a body that cannot be structured raises KartraResponseError with cattrs' path-style detail.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any, TypeVar, Union
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._constants import KARTRA_TZ
+from .errors import KartraResponseError
+from .models._base import UntilCancelled
+from .models.lead import FieldOption, Lead
+from .models.payments import (
+    CancellationTransaction,
+    FailedTransaction,
+    RebillTransaction,
+    RefundTransaction,
+    SaleTransaction,
+    Transaction,
+    TransactionDetails,
+)
+
+__all__ = ["converter", "make_converter", "structure"]
+
+T = TypeVar("T")
+
+NONE_SENTINELS = frozenset({"N/A", "", "0000-00-00 00:00:00", "0000-00-00 00:00", "0000-00-00"})
+TEXT_NONE_SENTINELS = frozenset({"N/A"})
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def structure_int(value: Any, _: Any = int) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit() or (text[:1] in "+-" and text[1:].isdigit()):
+            return int(text)
+    elif isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def structure_str(value: Any, _: Any = str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def structure_decimal(value: Any, _: Any = Decimal) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an amount, got {value!r}")
+    try:
+        if isinstance(value, str):
+            number = Decimal(value.strip().replace(",", ""))
+        elif isinstance(value, float):
+            number = Decimal(repr(value))
+        elif isinstance(value, (int, Decimal)):
+            number = Decimal(value)
+        else:
+            raise ValueError(f"expected an amount, got {value!r}")
+    except InvalidOperation:
+        raise ValueError(f"expected an amount, got {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"expected a finite amount, got {value!r}")
+    return number
+
+
+def structure_bool(value: Any, _: Any = bool) -> bool:
+    if value is True or value is False:
+        return value
+    if (type(value) is int and value in (0, 1)) or value in ("0", "1"):
+        return value in (1, "1")
+    raise ValueError(f"expected 0 or 1, got {value!r}")
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?")
+
+
+def structure_datetime(value: Any, _: Any = datetime) -> datetime:
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        return datetime.fromisoformat(value).replace(tzinfo=KARTRA_TZ)
+    raise ValueError(f"expected a date 'YYYY-MM-DD HH:MM[:SS]' (US Eastern), got {value!r}")
+
+
+def structure_installments(value: Any, _: Any = None) -> int | UntilCancelled:
+    if isinstance(value, str) and value.strip().casefold() == "until cancelled":
+        return UntilCancelled.UNTIL_CANCELLED
+    return structure_int(value)
+
+
+def structure_tag_names(value: Any, _: Any = None) -> list[str]:
+    """Lead.tags: [{"tag_name": "x"}] (get_lead) or ["x"]."""
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of tags, got {type(value).__name__}")
+    names = []
+    for item in value:
+        if isinstance(item, Mapping):
+            item = item.get("tag_name")
+        names.append(structure_str(item))
+    return names
+
+
+def structure_enum(value: Any, cls: type[enum.Enum]) -> enum.Enum:
+    """Kartra's open enums (models._base) turn unknown values into UNKNOWN pseudo-members."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return cls(value)
+    raise ValueError(f"expected a {cls.__name__} value, got {value!r}")
+
+
+_SCALARS: Mapping[type, Callable[[Any, Any], Any]] = {
+    int: structure_int,
+    str: structure_str,
+    Decimal: structure_decimal,
+    bool: structure_bool,
+    datetime: structure_datetime,
+}
+
+
+def _exactly(tp: type) -> Callable[[Any], bool]:
+    return lambda t: t is tp
+
+
+def _is_enum(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, enum.Enum)
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def _union_args(tp: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return typing.get_args(tp)
+    return None
+
+
+def _is_optional(tp: Any) -> bool:
+    args = _union_args(tp)
+    return args is not None and type(None) in args
+
+
+def _optional_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    rest = tuple(a for a in typing.get_args(tp) if a is not type(None))
+    inner: Any = rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007
+    sentinels = TEXT_NONE_SENTINELS if inner is str else NONE_SENTINELS
+    handler = conv.get_structure_hook(inner)
+
+    def hook(value: Any, _: Any) -> Any:
+        if value is None or (isinstance(value, str) and value in sentinels):
+            return None
+        return handler(value, inner)
+
+    return hook
+
+
+def _attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    overrides: dict[str, Any] = {}
+    aliases: list[tuple[str, ...]] = []
+    has_raw = False
+    for field in attrs.fields(cls):
+        if field.name == "raw":
+            overrides["raw"] = override(omit=True)
+            has_raw = True
+            continue
+        names = field.metadata.get("wire")
+        hook = _FIELD_HOOKS.get((cls, field.name))
+        if names or hook:
+            overrides[field.name] = override(rename=names[0] if names else None, struct_hook=hook)
+        if names and len(names) > 1:
+            aliases.append(names)
+    generated = make_dict_structure_fn(cls, conv, **overrides)
+
+    def structure_model(data: Any, _: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+        source = data
+        for names in aliases:
+            if names[0] not in source:
+                for alternative in names[1:]:
+                    if alternative in source:
+                        source = {**source, names[0]: source[alternative]}
+                        break
+        model = generated(source, cls)
+        if has_raw:
+            object.__setattr__(model, "raw", data)
+        return model
+
+    return structure_model
+
+
+_FIELD_HOOKS: dict[tuple[type, str], Callable[[Any, Any], Any]] = {
+    (Lead, "tags"): structure_tag_names,
+}
+
+#: get_transaction_details: transaction_type -> class
+TRANSACTION_CLASSES: Mapping[str, type[Transaction]] = {
+    "sale": SaleTransaction,
+    "refund": RefundTransaction,
+    "partial_refund": RefundTransaction,
+    "chargeback": RefundTransaction,
+    "rebill": RebillTransaction,
+    "failed": FailedTransaction,
+    "cancellation": CancellationTransaction,
+}
+
+
+def _transaction_details_hook(conv: cattrs.Converter) -> Callable[[Any, Any], Transaction]:
+    def hook(data: Any, _: Any) -> Transaction:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected an object for a transaction, got {type(data).__name__}")
+        kind = data.get("transaction_type")
+        cls = TRANSACTION_CLASSES.get(kind.casefold() if isinstance(kind, str) else "", Transaction)
+        result: Transaction = conv.structure(data, cls)
+        return result
+
+    return hook
+
+
+def _field_value_hook(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return conv.structure(value, list[FieldOption])
+        return structure_str(value)
+
+    return hook
+
+
+def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
+    """Build the converter with every Kartra hook registered.
+
+    `detailed_validation=True` collects every error with its path (slower; used to
+    explain a failure).
+    """
+    conv = cattrs.Converter(detailed_validation=detailed_validation)
+    # exact types only: a singledispatch hook for str or int would also catch the enums
+    for tp, hook in _SCALARS.items():
+        conv.register_structure_hook_func(_exactly(tp), hook)
+    conv.register_structure_hook_func(_is_enum, structure_enum)
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(cls, conv))
+    conv.register_structure_hook_factory(_is_optional, lambda t: _optional_hook(t, conv))
+    conv.register_structure_hook_func(lambda t: t == (int | UntilCancelled), structure_installments)
+    conv.register_structure_hook_func(
+        lambda t: t == (str | list[FieldOption]), _field_value_hook(conv)
+    )
+    conv.register_structure_hook_func(
+        lambda t: t is TransactionDetails, _transaction_details_hook(conv)
+    )
+    return conv
+
+
+converter = make_converter()
+"""The converter the SDK uses (fast: stops at the first error)."""
+
+
+@cache
+def _explaining_converter() -> cattrs.Converter:
+    return make_converter(detailed_validation=True)
+
+
+def structure(data: Any, tp: Any, *, what: str = "Kartra's answer") -> Any:
+    """Structure `data` into `tp`, or raise KartraResponseError saying where and why."""
+    try:
+        return converter.structure(data, tp)
+    except Exception as fast_error:
+        try:
+            return _explaining_converter().structure(data, tp)
+        except Exception as exc:
+            details = cattrs.transform_error(exc, path="$")
+            raise KartraResponseError(
+                f"{what} does not fit {_name(tp)}: " + "; ".join(details[:5])
+            ) from fast_error
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("kartra_async.models.", "")
