@@ -30,10 +30,11 @@ from typing import Any, TypeVar, Union
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
+from cattrs.v import format_exception
 
 from ._constants import KARTRA_TZ
 from .errors import KartraResponseError
-from .models._base import UntilCancelled
+from .models._base import KartraIntEnum, KartraStrEnum, UntilCancelled
 from .models.lead import FieldOption, Lead
 from .models.payments import (
     CancellationTransaction,
@@ -146,14 +147,6 @@ _SCALARS: Mapping[type, Callable[[Any, Any], Any]] = {
 }
 
 
-def _exactly(tp: type) -> Callable[[Any], bool]:
-    return lambda t: t is tp
-
-
-def _is_enum(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, enum.Enum)
-
-
 # --------------------------------------------------------------------------- factories
 
 
@@ -263,10 +256,12 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     explain a failure).
     """
     conv = cattrs.Converter(detailed_validation=detailed_validation)
-    # exact types only: a singledispatch hook for str or int would also catch the enums
+    # cattrs dispatches classes by MRO: the enum bases come before str and int in
+    # their members' MRO, so the enums get structure_enum, not the str/int hooks
     for tp, hook in _SCALARS.items():
-        conv.register_structure_hook_func(_exactly(tp), hook)
-    conv.register_structure_hook_func(_is_enum, structure_enum)
+        conv.register_structure_hook(tp, hook)
+    conv.register_structure_hook(KartraStrEnum, structure_enum)
+    conv.register_structure_hook(KartraIntEnum, structure_enum)
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(cls, conv))
     conv.register_structure_hook_factory(_is_optional, lambda t: _optional_hook(t, conv))
     conv.register_structure_hook_func(lambda t: t == (int | UntilCancelled), structure_installments)
@@ -296,10 +291,17 @@ def structure(data: Any, tp: Any, *, what: str = "Kartra's answer") -> Any:
         try:
             return _explaining_converter().structure(data, tp)
         except Exception as exc:
-            details = cattrs.transform_error(exc, path="$")
+            details = cattrs.transform_error(exc, path="$", format_exception=_describe)
             raise KartraResponseError(
                 f"{what} does not fit {_name(tp)}: " + "; ".join(details[:5])
             ) from fast_error
+
+
+def _describe(exc: BaseException, tp: Any) -> str:
+    """Our hooks' ValueErrors say what was expected and what came; keep their words."""
+    if type(exc) is ValueError and str(exc):
+        return str(exc)
+    return format_exception(exc, tp)
 
 
 def _name(tp: Any) -> str:
