@@ -216,7 +216,7 @@ class SurveyResult:
     questions: list[SurveyQuestion] = wire("questions", factory=list)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class Lead:
     """Everything Kartra returns about one lead (get_lead, webhook events)."""
 
