@@ -74,7 +74,9 @@ class PMembership(_M):
 class PTransaction(_M):
     id: int = Field(validation_alias=AliasChoices("transaction_id", "id"))
     product_name: str | None = None
-    price_point: OptInt = Field(None, validation_alias=AliasChoices("product_price_point", "price_point"))
+    price_point: OptInt = Field(
+        None, validation_alias=AliasChoices("product_price_point", "price_point")
+    )
     type: str | None = Field(None, alias="transaction_type")
     amount: Decimal | None = Field(None, alias="transaction_amount")
     date: OptDate = Field(None, alias="transaction_date")
