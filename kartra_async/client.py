@@ -71,7 +71,8 @@ class AsyncKartra:
 
     One instance holds one connection pool, shared by every chain it sends; use it
     with `async with` (or call `aclose()`). An `http_client` you pass in is never
-    closed by this client.
+    closed by this client; a `transport` (e.g. FakeKartra's) goes into the client's
+    own pool.
 
     >>> async with AsyncKartra(app_id, api_key, api_password) as kartra:
     ...     result = await kartra.lead("john@example.com").create(first_name="John").assign_tag("VIP")
@@ -85,6 +86,7 @@ class AsyncKartra:
         *,
         base_url: str = DEFAULT_BASE_URL,
         http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         limits: httpx.Limits = DEFAULT_LIMITS,
     ) -> None:
@@ -102,8 +104,12 @@ class AsyncKartra:
         self._form_prefix = encode_form(
             {"app_id": app_id, "api_key": api_key, "api_password": api_password}
         )
+        if http_client is not None and transport is not None:
+            raise ValueError("give http_client or transport, not both")
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout, limits=limits)
+        self._http = http_client or httpx.AsyncClient(
+            timeout=timeout, limits=limits, transport=transport
+        )
         self._timeout = timeout
         self._closed = False
 

@@ -1,0 +1,85 @@
+"""PHP's `parse_str`, written from PHP's rules (not from the SDK's encoder), and
+PHP's `json_encode` output style, so the fake reads and answers like Kartra's PHP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote_plus
+
+__all__ = ["PhpArray", "json_encode", "parse_str", "values"]
+
+PhpArray = dict[str, Any]
+"""A PHP array: an ordered map. Integer keys are kept as their decimal strings."""
+
+
+def _next_index(array: PhpArray) -> str:
+    ints = [int(k) for k in array if k.isdigit() or (k[:1] == "-" and k[1:].isdigit())]
+    return str(max(ints) + 1) if ints else "0"
+
+
+def _base_name(raw: str) -> tuple[str, str]:
+    """Split `a[b][c]` into the variable name and the bracketed rest, PHP style:
+    leading spaces are dropped, and in the name ' ', '.' and an unmatched '[' become '_'."""
+    raw = raw.lstrip(" ")
+    open_at = raw.find("[")
+    if open_at > 0 and "]" in raw[open_at:]:
+        name, rest = raw[:open_at], raw[open_at:]
+    else:
+        name, rest = raw, ""
+        if open_at == 0:  # '[a]=x' has no name: PHP drops it
+            return "", ""
+    name = name.replace(" ", "_").replace(".", "_")
+    if not rest:
+        name = name.replace("[", "_", 1)
+    return name, rest
+
+
+def _segments(rest: str) -> list[str]:
+    """'[b][][c]' -> ['b', '', 'c']; PHP ignores anything after a ']' not followed by '['."""
+    out = []
+    while rest.startswith("["):
+        close = rest.find("]")
+        if close < 0:
+            break
+        out.append(rest[1:close])
+        rest = rest[close + 1 :]
+    return out
+
+
+def parse_str(body: str) -> PhpArray:
+    """Parse a query string into nested PHP arrays, as PHP's `parse_str` does."""
+    result: PhpArray = {}
+    for pair in body.split("&"):
+        if not pair:
+            continue
+        raw_key, _, raw_value = pair.partition("=")
+        name, rest = _base_name(unquote_plus(raw_key))
+        if not name:
+            continue
+        value = unquote_plus(raw_value)
+        keys = [name, *_segments(rest)]
+        target = result
+        for i, key in enumerate(keys):
+            if key == "":
+                key = _next_index(target)
+            if i == len(keys) - 1:
+                target[key] = value
+            else:
+                child = target.get(key)
+                if not isinstance(child, dict):
+                    child = target[key] = {}
+                target = child
+    return result
+
+
+def values(array: Any) -> list[Any] | None:
+    """A PHP array's values in order (what `foreach` sees), or None if it is not an array."""
+    if isinstance(array, dict):
+        return list(array.values())
+    return None
+
+
+def json_encode(value: Any) -> bytes:
+    """Like PHP's json_encode: compact, non-ASCII as \\uXXXX, '/' escaped as '\\/'."""
+    return json.dumps(value, separators=(",", ":")).replace("/", "\\/").encode()

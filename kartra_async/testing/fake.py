@@ -1,0 +1,566 @@
+"""FakeKartra: a stateful, in-memory Kartra for tests, demos and benchmarks.
+
+Modelled on fakeredis and moto: one fake holds Apps and accounts that several clients
+share, every documented cmd changes its state as Kartra would, and switches inject
+the faults a real network has (latency, 5xx, dropped connections, broken bodies, 429).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._constants import KARTRA_TZ
+from ._handlers import (
+    HANDLERS,
+    LEAD_CMDS,
+    LEAD_SCOPED,
+    Context,
+    KartraFault,
+    find_lead,
+    lead_details,
+    ok,
+)
+from ._php import json_encode, parse_str, values
+from ._state import (
+    App,
+    Calendar,
+    CustomFieldDef,
+    FakeAccount,
+    FakeLead,
+    Product,
+    Subscription,
+    Transaction,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..client import AsyncKartra
+
+__all__ = ["FAULT_KINDS", "FakeKartra", "Faults", "RecordedRequest", "Reply"]
+
+#: fault kind -> whether the call is applied before the fault strikes
+FAULT_KINDS: dict[str, bool] = {
+    "http_5xx": False,  #: HTTP 500 (or `status=`) with an HTML body, nothing applied
+    "drop_before": False,  #: connection dropped before Kartra saw the call
+    "drop_after": True,  #: the call was applied, then the connection dropped
+    "timeout": True,  #: the call was applied, the answer never comes
+    "not_json": False,  #: HTTP 200 with an HTML page (a proxy's), nothing applied
+    "truncated": True,  #: applied, but the JSON answer is cut short
+}
+
+#: How Kartra's docs print a single action's answer; every other cmd answers "flat"
+#: ({"status": ..., "message": ..., "type": ...} plus its data at the top level).
+_SINGLE_FORM = {
+    "create_lead": "wrapped",
+    "edit_lead": "wrapped",
+    "edit_subscription": "wrapped",
+    "modify_subscription_status": "wrapped",
+    "refund_transaction": "unwrapped",
+    "cancel_transaction": "unwrapped",
+    "get_subscription_details": "unwrapped",
+    "get_transaction_details": "unwrapped",
+    "retrieve_transactions_from_lead": "unwrapped",
+    "retrieve_subscriptions_from_lead": "unwrapped",
+}
+
+
+@attrs.frozen
+class Reply:
+    """What the fake answers one call: HTTP status, body, and the fault to act out."""
+
+    status: int
+    body: bytes
+    fault: str | None = None  #: drop_before, drop_after, timeout: the transport acts it out
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+
+
+@attrs.frozen
+class RecordedRequest:
+    """One call the fake received (for assertions in tests)."""
+
+    form: dict[str, Any] = attrs.field(repr=False)
+    cmds: tuple[str, ...]
+    status: int
+    body: bytes = attrs.field(repr=False)
+    fault: str | None
+    applied: bool
+
+    @property
+    def lead(self) -> dict[str, Any]:
+        lead = self.form.get("lead")
+        return lead if isinstance(lead, dict) else {}
+
+
+@attrs.define
+class _Rule:
+    kind: str
+    times: int | None  #: the next N calls, or None
+    share: float  #: or this share of calls
+    status: int = 500
+
+
+class Faults:
+    """Fault switches. `inject(kind, times=N)` hits the next N calls; `inject(kind,
+    share=0.05)` hits 5% of calls (seeded, reproducible). Kinds: FAULT_KINDS.
+    `latency = 0.2` or `latency = (0.3, 1.0)` delays every answer (seconds)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._random = random.Random(seed)
+        self._rules: list[_Rule] = []
+        self.latency: float | tuple[float, float] | None = None
+        self.counts: dict[str, int] = {}
+
+    def inject(
+        self, kind: str, *, times: int | None = None, share: float | None = None, status: int = 500
+    ) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        if (times is None) == (share is None):
+            raise ValueError("give either times= or share=")
+        if share is not None and not 0 <= share <= 1:
+            raise ValueError("share must be between 0 and 1")
+        self._rules.append(_Rule(kind, times, share or 0.0, status))
+
+    def clear(self) -> None:
+        self._rules.clear()
+        self.latency = None
+        self.counts.clear()
+
+    def delay(self) -> float:
+        if self.latency is None:
+            return 0.0
+        if isinstance(self.latency, tuple):
+            return self._random.uniform(*self.latency)
+        return float(self.latency)
+
+    def draw(self) -> _Rule | None:
+        """The fault for the next call, if any (rules in the order injected)."""
+        roll = self._random.random()
+        for rule in self._rules:
+            if rule.times is not None:
+                if rule.times > 0:
+                    rule.times -= 1
+                    return self._count(rule)
+                continue
+            if roll < rule.share:
+                return self._count(rule)
+            roll -= rule.share
+        return None
+
+    def _count(self, rule: _Rule) -> _Rule:
+        self.counts[rule.kind] = self.counts.get(rule.kind, 0) + 1
+        return rule
+
+
+class FakeKartra:
+    """A stateful in-memory Kartra.
+
+    >>> fake = FakeKartra()          # one App, one account, empty; fake.seed() for a demo
+    >>> async with fake.client() as kartra:
+    ...     await kartra.lead("a@b.co").create()
+
+    `rate_limit` calls per `rate_period` seconds per App (None: off) answer HTTP 429
+    beyond; `test_mode` rewrites new leads' emails to @kartra.com as Kartra's Test Mode
+    does; `clock` (monotonic seconds) and `now` (aware datetime) are injectable.
+    """
+
+    def __init__(
+        self,
+        app_id: str = "fake-app",
+        api_key: str = "fake-key",
+        api_password: str = "fake-password",
+        *,
+        rate_limit: int | None = 20,
+        rate_period: float = 1.0,
+        test_mode: bool = False,
+        refund_period_days: int = 30,
+        response_style: str = "documented",
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        if response_style not in ("documented", "wrapped"):
+            raise ValueError("response_style is 'documented' or 'wrapped'")
+        self.app_id, self.api_key, self.api_password = app_id, api_key, api_password
+        self.rate_limit = rate_limit
+        self.rate_period = rate_period
+        self.test_mode = test_mode
+        self.refund_period_days = refund_period_days
+        self.response_style = response_style
+        self.require_https = False
+        self.faults = Faults(seed)
+        self.requests: list[RecordedRequest] = []
+        self.record = True
+        self._clock = clock
+        self._now = now or (lambda: datetime.now(KARTRA_TZ))
+        self._windows: dict[str, deque[float]] = {}
+        self.apps: dict[str, App] = {}
+        self.add_account(api_key, api_password, app_id=app_id)
+
+    # ---- configuration
+
+    def add_app(self, app_id: str) -> App:
+        return self.apps.setdefault(app_id, App(app_id))
+
+    def add_account(
+        self, api_key: str, api_password: str, *, app_id: str | None = None
+    ) -> FakeAccount:
+        """Another Kartra account (api_key/api_password pair) using the App."""
+        app = self.add_app(app_id or self.app_id)
+        account = FakeAccount(api_key, api_password)
+        app.accounts[api_key] = account
+        return account
+
+    @property
+    def app(self) -> App:
+        return self.apps[self.app_id]
+
+    @property
+    def account(self) -> FakeAccount:
+        """The default account (api_key given to the constructor)."""
+        return self.app.accounts[self.api_key]
+
+    def now(self) -> datetime:
+        return self._now()
+
+    def reset(self) -> None:
+        """Forget every account's data, the request log, the faults and the rate windows
+        (Apps, accounts and credentials stay)."""
+        for app in self.apps.values():
+            for key, account in list(app.accounts.items()):
+                app.accounts[key] = FakeAccount(
+                    account.api_key, account.api_password, active=account.active
+                )
+        self.requests.clear()
+        self.faults.clear()
+        self._windows.clear()
+
+    # ---- data helpers
+
+    def add_lead(
+        self, email: str, *, account: FakeAccount | None = None, **fields: str
+    ) -> FakeLead:
+        account = account or self.account
+        lead = FakeLead(
+            id=account.new_id(), email=email, date_joined=self.now(), fields=dict(fields)
+        )
+        account.leads[lead.id] = lead
+        account.emails[email.lower()] = lead.id
+        return lead
+
+    def lead(self, email: str, *, account: FakeAccount | None = None) -> FakeLead | None:
+        """The lead with that email, or None."""
+        return (account or self.account).find_lead(email=email)
+
+    def add_product(
+        self,
+        name: str,
+        price_points: dict[int, Decimal] | None = None,
+        *,
+        account: FakeAccount | None = None,
+    ) -> Product:
+        account = account or self.account
+        product = Product(account.new_id(), name, price_points or {1: Decimal("49.00")})
+        account.products[product.id] = product
+        return product
+
+    def add_sale(
+        self,
+        lead: FakeLead,
+        product: Product,
+        *,
+        price_point: int = 1,
+        subscription: bool = False,
+        kind: str = "recurring",
+        processor: str = "Stripe",
+        days_ago: int = 0,
+        account: FakeAccount | None = None,
+    ) -> Transaction:
+        """Record a sale (and, with subscription=True, its recurring subscription)."""
+        account = account or self.account
+        when = self.now() - timedelta(days=days_ago)
+        amount = product.price_points[price_point]
+        sub_id = None
+        if subscription:
+            sub = Subscription(
+                id=account.new_id(),
+                external_id=f"I-{account.next_id:012d}"
+                if processor == "PayPal"
+                else str(account.next_id),
+                lead_id=lead.id,
+                lead_email=lead.email,
+                product=product,
+                price_point=price_point,
+                start=when,
+                next_payment=when + timedelta(days=30),
+                amount=amount,
+                kind=kind,
+                processor=processor,
+                installments_left=12 if kind != "recurring" else None,
+            )
+            account.subscriptions[sub.id] = sub
+            sub_id = sub.id
+        transaction = Transaction(
+            id=account.new_id(), type="sale", lead_id=lead.id, lead_email=lead.email, product=product,
+            price_point=price_point, amount=amount, date=when, subscription_id=sub_id, processor=processor,
+        )  # fmt: skip
+        account.transactions[transaction.id] = transaction
+        return transaction
+
+    def seed(self, account: FakeAccount | None = None) -> FakeAccount:
+        """Fill an account with a ready demo: tags, lists, sequences, a calendar, custom
+        fields, pages, products, leads with sales and subscriptions."""
+        account = account or self.account
+        account.tags = ["Customer", "VIP", "Lead Magnet", "Webinar Attendee", "Newsletter"]
+        account.lists = ["Newsletter", "Customers", "Webinar", "Product Updates"]
+        account.sequences = {"Welcome": {"1", "2", "3", "4"}, "Onboarding": {"1", "2", "3"}}
+        account.calendars = {
+            "Coaching": Calendar(
+                account.new_id(),
+                "Coaching",
+                {"Strategy Call": account.new_id(), "Group Q&A": account.new_id()},
+            )
+        }
+        account.pages = ["Home", "Sales Page", "Thank You", "Webinar Registration"]
+        for identifier, kind, options in (
+            ("company_size", "drop_down", ["1-10", "11-50", "51-200", "200+"]),
+            ("interests", "checkbox", ["Marketing", "Sales", "Support"]),
+            ("newsletter_format", "radio_button", ["HTML", "Text"]),
+            ("notes", "text_area", []),
+            ("referral_code", "input_field", []),
+        ):
+            account.custom_fields[identifier] = CustomFieldDef(
+                account.new_id(), identifier, kind, {account.new_id(): o for o in options}
+            )
+        course = self.add_product(
+            "Online Course", {1: Decimal("199.00"), 2: Decimal("99.00")}, account=account
+        )
+        club = self.add_product("Membership Club", {1: Decimal("29.00")}, account=account)
+        alice = self.add_lead(
+            "alice@example.com", account=account, first_name="Alice", last_name="Smith"
+        )
+        alice.tags.append("Customer")
+        alice.lists["Customers"] = True
+        self.add_sale(alice, course, account=account)
+        self.add_sale(alice, club, subscription=True, account=account)
+        bob = self.add_lead("bob@example.com", account=account, first_name="Bob", last_name="Jones")
+        bob.lists["Newsletter"] = True
+        self.add_sale(bob, club, subscription=True, processor="PayPal", account=account)
+        return account
+
+    # ---- wiring
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport that answers from this fake (faults and latency included)."""
+        from .transport import FakeTransport
+
+        return FakeTransport(self)
+
+    def asgi_app(self) -> Callable[..., Any]:
+        """An ASGI app serving POST /api from this fake."""
+        from .transport import asgi_app
+
+        return asgi_app(self)
+
+    def client(
+        self, *, api_key: str | None = None, api_password: str | None = None, **kwargs: Any
+    ) -> AsyncKartra:
+        """An AsyncKartra wired to this fake (default credentials unless given)."""
+        from ..client import AsyncKartra
+
+        return AsyncKartra(
+            self.app_id,
+            api_key or self.api_key,
+            api_password or self.api_password,
+            base_url="http://127.0.0.1/api",
+            transport=self.transport(),
+            **kwargs,
+        )
+
+    # ---- answering
+
+    def _rate_limited(self, app_id: str) -> bool:
+        if self.rate_limit is None:
+            return False
+        now = self._clock()
+        window = self._windows.setdefault(app_id, deque())
+        while window and window[0] <= now - self.rate_period:
+            window.popleft()
+        if len(window) >= self.rate_limit:
+            return True
+        window.append(now)
+        return False
+
+    def handle(self, body: bytes, *, client_ip: str = "127.0.0.1", secure: bool = True) -> Reply:
+        """Answer one raw form body as Kartra would; faults are drawn here."""
+        form = parse_str(body.decode("utf-8", "replace"))
+        app_id = form.get("app_id")
+        app_key = app_id if isinstance(app_id, str) else ""
+        rule = self.faults.draw()
+        if rule is not None and not FAULT_KINDS[rule.kind]:
+            reply = self._fault_before(rule)
+            self._log(form, reply, applied=False)
+            return reply
+        if self._rate_limited(app_key):
+            reply = Reply(429, b"Too many requests", headers=(("content-type", "text/plain"),))
+            self._log(form, reply, applied=False)
+            return reply
+        try:
+            answer = self._answer(form, client_ip=client_ip, secure=secure)
+        except KartraFault as fault:
+            answer = {"status": "Error", "message": fault.message, "type": str(fault.code)}
+        reply = Reply(200, json_encode(answer))
+        if rule is not None:
+            reply = self._fault_after(rule, reply)
+        self._log(form, reply, applied=True)
+        return reply
+
+    def _fault_before(self, rule: _Rule) -> Reply:
+        if rule.kind == "http_5xx":
+            return Reply(
+                rule.status,
+                b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                headers=(("content-type", "text/html"),),
+            )
+        if rule.kind == "not_json":
+            return Reply(
+                200,
+                b"<!DOCTYPE html><html><body>Maintenance</body></html>",
+                headers=(("content-type", "text/html"),),
+            )
+        return Reply(0, b"", fault=rule.kind)  # drop_before
+
+    def _fault_after(self, rule: _Rule, reply: Reply) -> Reply:
+        if rule.kind == "truncated":
+            return attrs.evolve(reply, body=reply.body[: max(1, len(reply.body) // 2)])
+        return attrs.evolve(reply, fault=rule.kind)  # drop_after, timeout
+
+    def _log(self, form: dict[str, Any], reply: Reply, *, applied: bool) -> None:
+        if not self.record:
+            return
+        actions = values(form.get("actions")) or []
+        cmds = tuple(a.get("cmd", "") for a in actions if isinstance(a, dict))
+        if "get_lead" in form:
+            cmds = ("get_lead", *cmds)
+        self.requests.append(
+            RecordedRequest(form, cmds, reply.status, reply.body, reply.fault, applied)
+        )
+
+    def _authenticate(
+        self, form: dict[str, Any], client_ip: str, secure: bool
+    ) -> tuple[App, FakeAccount]:
+        if self.require_https and not secure:
+            raise KartraFault(201)
+        app_id = form.get("app_id")
+        if not isinstance(app_id, str) or not app_id:
+            raise KartraFault(238)
+        app = self.apps.get(app_id)
+        if app is None:
+            raise KartraFault(239)
+        if not app.active:
+            raise KartraFault(240)
+        key = form.get("api_key")
+        if not isinstance(key, str) or not key:
+            raise KartraFault(202)
+        account = app.accounts.get(key)
+        if account is None:
+            raise KartraFault(203)
+        if form.get("api_password") != account.api_password:
+            raise KartraFault(233)
+        if not account.active:
+            raise KartraFault(204)
+        if app.allowed_ips is not None and client_ip not in app.allowed_ips:
+            raise KartraFault(242)
+        return app, account
+
+    def _answer(self, form: dict[str, Any], *, client_ip: str, secure: bool) -> dict[str, Any]:
+        app, account = self._authenticate(form, client_ip, secure)
+        ctx = Context(account, self.now(), self.test_mode, self.refund_period_days)
+        if "get_lead" in form:
+            query = form["get_lead"]
+            if not isinstance(query, dict):
+                raise KartraFault(236)
+            if "get_lead" in app.forbidden_cmds:
+                raise KartraFault(262)
+            found = find_lead(ctx, {"email": query.get("email")}, missing=234)
+            return {"status": "Success", "lead_details": lead_details(ctx, found)}
+        raw_actions = form.get("actions")
+        entries = values(raw_actions)
+        if entries is None:
+            raise KartraFault(224)
+        lead_form = form.get("lead", {})
+        if not isinstance(lead_form, dict):
+            raise KartraFault(223)
+        cmds = []
+        for entry in entries:
+            cmd = entry.get("cmd") if isinstance(entry, dict) else None
+            if not isinstance(cmd, str) or not cmd:
+                raise KartraFault(254)
+            if cmd in app.forbidden_cmds:
+                raise KartraFault(262)
+            cmds.append(cmd)
+        if not cmds:
+            raise KartraFault(254)
+
+        results: list[dict[str, Any]] = []
+        lead: FakeLead | None = None
+        lead_status = None
+        if cmds[0] in LEAD_CMDS:
+            lead = LEAD_CMDS[cmds[0]](ctx, lead_form)
+            details = {"id": str(lead.id)}
+            if cmds[0] == "search_lead":
+                results.append(ok("Lead found", lead_details=details))
+            else:
+                results.append(ok(lead_details=details))
+            lead_status = "Created" if cmds[0] == "create_lead" else "Found"
+        elif any(c in LEAD_SCOPED for c in cmds):
+            lead = find_lead(ctx, lead_form)
+            lead_status = "Found"
+        for cmd, entry in zip(cmds[len(results) :], entries[len(results) :], strict=True):
+            results.append(self._run(ctx, cmd, entry, lead))
+        return self._envelope(cmds, results, lead_status)
+
+    def _run(
+        self, ctx: Context, cmd: str, action: dict[str, Any], lead: FakeLead | None
+    ) -> dict[str, Any]:
+        if cmd in LEAD_CMDS:
+            message = f"{cmd} must be the first action (key 0)"
+            return {"status": "Error", "message": message, "type": "206"}
+        handler = HANDLERS.get(cmd)
+        if handler is None:
+            return {"status": "Error", "message": f"Unknown cmd '{cmd}'", "type": "254"}
+        try:
+            return handler(ctx, action, lead)
+        except KartraFault as fault:
+            return {"status": "Error", "message": fault.message, "type": str(fault.code)}
+
+    def _envelope(
+        self, cmds: list[str], results: list[dict[str, Any]], lead_status: str | None
+    ) -> dict[str, Any]:
+        if len(cmds) == 1 and self.response_style == "documented":
+            cmd, result = cmds[0], results[0]
+            form = _SINGLE_FORM.get(cmd, "flat")
+            if result.get("status") == "Error" or form == "flat":
+                return {"status": result.get("status", "Success"), **result}
+            if form == "unwrapped":
+                return {cmd: result}
+        answer: dict[str, Any] = {"status": "Success"}
+        if lead_status is not None:
+            answer["lead"] = {"Status": lead_status}
+        answer["actions"] = [
+            {cmd: {"status": "Success", **result}}
+            for cmd, result in zip(cmds, results, strict=True)
+        ]
+        return answer
+
+    def leads(self, account: FakeAccount | None = None) -> Iterable[FakeLead]:
+        return (account or self.account).leads.values()

@@ -1,0 +1,90 @@
+"""Ways in to a FakeKartra: an httpx transport (in process) and an ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+import httpx
+
+from .fake import FakeKartra
+
+__all__ = ["FakeTransport", "asgi_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+
+
+class FakeTransport(httpx.AsyncBaseTransport):
+    """Answers every request from a FakeKartra, acting out its faults:
+    dropped connections raise httpx.RemoteProtocolError, a timeout httpx.ReadTimeout."""
+
+    def __init__(self, fake: FakeKartra) -> None:
+        self.fake = fake
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        reply = self.fake.handle(body, secure=request.url.scheme == "https")
+        # latency: from Kartra receiving the call to the answer arriving
+        delay = self.fake.faults.delay()
+        if delay:
+            await anyio.sleep(delay)
+        if reply.fault in ("drop_before", "drop_after"):
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        if reply.fault == "timeout":
+            raise httpx.ReadTimeout("The read operation timed out", request=request)
+        return httpx.Response(
+            reply.status, headers=list(reply.headers), content=reply.body, request=request
+        )
+
+
+def asgi_app(
+    fake: FakeKartra,
+) -> Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]:
+    """An ASGI app answering POST /api from `fake` (drops close the connection)."""
+
+    async def app(
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        if scope["method"] != "POST" or scope["path"].rstrip("/") != "/api":
+            status, body, headers = 404, b"Not Found", [(b"content-type", b"text/plain")]
+        else:
+            client = scope.get("client") or ("127.0.0.1", 0)
+            reply = fake.handle(
+                b"".join(chunks), client_ip=client[0], secure=scope.get("scheme") == "https"
+            )
+            delay = fake.faults.delay()
+            if delay:
+                await anyio.sleep(delay)
+            if reply.fault is not None:
+                raise ConnectionResetError(f"fake Kartra fault: {reply.fault}")
+            status, body = reply.status, reply.body
+            headers = [(k.encode(), v.encode()) for k, v in reply.headers]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
