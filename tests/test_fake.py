@@ -1,0 +1,843 @@
+"""FakeKartra driven through the SDK: every cmd changes the fake's state as the docs
+say and answers the documented responses and errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from kartra_async import (
+    AsyncKartra,
+    AuthenticationError,
+    CalendarNotFoundError,
+    CalendarSubscriptionNotFoundError,
+    ClassNotFoundError,
+    CustomFieldExistsError,
+    InvalidParameterError,
+    KartraConnectionError,
+    KartraResponseError,
+    KartraServerError,
+    KartraTimeoutError,
+    LeadDeletedError,
+    LeadExistsError,
+    LeadNotFoundError,
+    ListNotFoundError,
+    PaymentStateError,
+    ProductNotFoundError,
+    RateLimitError,
+    SequenceNotFoundError,
+    StepNotFoundError,
+    SubscriptionNotFoundError,
+    TagNotFoundError,
+    TransactionNotFoundError,
+)
+from kartra_async.models import (
+    CalendarSubscriptionStatus,
+    CancelResult,
+    CustomFieldType,
+    LeadRef,
+    RefundResult,
+    SequenceStatus,
+    SubscriptionStatus,
+    TransactionType,
+    UntilCancelled,
+)
+from kartra_async.testing import FakeKartra
+
+pytestmark = pytest.mark.anyio
+
+NY_NOW = datetime(2099, 6, 1, 12, 0, tzinfo=__import__("zoneinfo").ZoneInfo("America/New_York"))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def fake() -> FakeKartra:
+    fake = FakeKartra(rate_limit=None, now=lambda: NY_NOW)
+    fake.seed()
+    return fake
+
+
+@pytest.fixture
+async def kartra(fake: FakeKartra) -> AsyncIterator[AsyncKartra]:
+    async with fake.client() as client:
+        yield client
+
+
+# ---- leads
+
+
+async def test_create_lead_with_fields_and_custom_fields(
+    fake: FakeKartra, kartra: AsyncKartra
+) -> None:
+    size = next(iter(fake.account.custom_fields["company_size"].options))
+    interests = list(fake.account.custom_fields["interests"].options)
+    result = await kartra.lead("new@example.com").create(
+        first_name="Nia",
+        city="Oslo",
+        lead_preferred_time_zone="Europe/London",
+        custom_fields={
+            "company_size": size,
+            "interests": interests[:2],
+            "referral_code": "R1",
+            "unknown_field": "x",
+        },
+    )
+    assert result.ok
+    lead = fake.lead("new@example.com")
+    assert lead is not None
+    assert result.lead_id == lead.id
+    assert result.actions[0].data == LeadRef(lead.id)
+    assert lead.fields == {
+        "first_name": "Nia",
+        "city": "Oslo",
+        "lead_preferred_time_zone": "Europe/London",
+    }
+    assert lead.custom == {
+        "company_size": [size],
+        "interests": interests[:2],
+        "referral_code": "R1",
+    }
+    typed = await kartra.get_lead("new@example.com")
+    assert (typed.id, typed.first_name, typed.city, typed.date_joined) == (
+        lead.id,
+        "Nia",
+        "Oslo",
+        NY_NOW,
+    )
+    assert typed.custom_field("interests").options[1].id == interests[1]  # type: ignore[union-attr]
+    assert typed.custom_field("notes").value == ""  # type: ignore[union-attr]  # every field, even empty
+    assert len(typed.custom_fields) == 5
+
+
+async def test_create_existing_lead_is_244_and_nothing_else_runs(
+    fake: FakeKartra, kartra: AsyncKartra
+) -> None:
+    with pytest.raises(LeadExistsError) as caught:
+        await kartra.lead("alice@example.com").create().assign_tag("VIP")
+    assert (caught.value.code, caught.value.cmd, caught.value.action_index) == (
+        244,
+        "create_lead",
+        0,
+    )
+    assert "VIP" not in fake.lead("alice@example.com").tags  # type: ignore[union-attr]
+
+
+async def test_edit_lead_and_new_email(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    bob = fake.lead("bob@example.com")
+    assert bob is not None
+    result = await kartra.lead(id=bob.id).edit(new_email="robert@example.com", last_name="Jonas")
+    assert (result.ok, result.lead_id) == (True, bob.id)
+    assert fake.lead("bob@example.com") is None
+    assert fake.lead("robert@example.com") is bob
+    assert bob.fields["last_name"] == "Jonas"
+    with pytest.raises(LeadExistsError):
+        await kartra.lead("robert@example.com").edit(new_email="alice@example.com")
+    with pytest.raises(LeadNotFoundError) as missing:
+        await kartra.lead("nobody@example.com").edit(city="X")
+    assert missing.value.code == 243
+
+
+async def test_search_lead(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    alice = fake.lead("alice@example.com")
+    result = await kartra.lead("ALICE@example.com").search().assign_tag("VIP")
+    assert result.lead_id == alice.id  # type: ignore[union-attr]
+    assert result.actions[0].message == "Lead found"
+    with pytest.raises(LeadNotFoundError):
+        await kartra.lead("nobody@example.com").search()
+
+
+async def test_deleted_lead_is_245(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    fake.lead("bob@example.com").deleted = True  # type: ignore[union-attr]
+    for call in (
+        kartra.lead("bob@example.com").assign_tag("VIP"),
+        kartra.lead("bob@example.com").search(),
+        kartra.get_lead("bob@example.com"),
+    ):
+        with pytest.raises(LeadDeletedError):
+            await call
+
+
+async def test_unknown_lead_for_an_action_is_243(kartra: AsyncKartra) -> None:
+    with pytest.raises(LeadNotFoundError) as caught:
+        await kartra.lead("nobody@example.com").assign_tag("VIP")
+    assert caught.value.code == 243
+    with pytest.raises(LeadNotFoundError) as get:
+        await kartra.get_lead("nobody@example.com")
+    assert get.value.code == 234
+
+
+async def test_test_mode_rewrites_new_emails(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    fake.test_mode = True
+    await kartra.lead("johnsmith@gmail.com").create()
+    assert fake.lead("johnsmith@gmail.com") is None
+    assert fake.lead("johnsmith@kartra.com") is not None
+
+
+async def test_lead_first_rule_on_the_server(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    result = await kartra.call(
+        [{"cmd": "assign_tag", "tag_name": "VIP"}, {"cmd": "create_lead"}],
+        lead={"email": "alice@example.com"},
+    )
+    assert [(a.ok, a.code) for a in result.actions] == [(True, 103), (False, 206)]
+    assert result.actions[1].message == "create_lead must be the first action (key 0)"
+
+
+# ---- tags, lists, points, sequences, calendars
+
+
+async def test_tags_and_lists(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    alice = fake.lead("alice@example.com")
+    result = await (
+        kartra.lead("alice@example.com")
+        .assign_tag("VIP")
+        .assign_tag("VIP")
+        .unassign_tag("Customer")
+        .unassign_tag("Newsletter")
+        .subscribe_list("Newsletter")
+        .unsubscribe_list("Customers")
+        .unsubscribe_list("Webinar")
+        .assign_tag("No such tag")
+        .subscribe_list("No such list")
+        .unassign_tag("Nope")
+        .unsubscribe_list("Nope")
+    )
+    assert [(a.ok, a.code, a.message) for a in result.actions] == [
+        (True, 103, "Tag added to lead"),
+        (True, 103, "Tag added to lead"),
+        (True, 104, "Tag removed from lead"),
+        (True, 104, "Tag removed from lead"),
+        (True, 101, "Lead subscribed to list"),
+        (True, 101, "Lead unsubscribed from list"),
+        (True, 101, "Lead unsubscribed from list"),
+        (False, 212, "Tag does not exist"),
+        (False, 231, "List does not exist"),
+        (False, 214, "Tag does not exist"),
+        (False, 209, "List does not exist"),
+    ]
+    assert [type(e) for e in result.errors] == [
+        TagNotFoundError,
+        ListNotFoundError,
+        TagNotFoundError,
+        ListNotFoundError,
+    ]
+    assert alice.tags == ["VIP"]  # type: ignore[union-attr]
+    assert alice.lists == {"Customers": False, "Newsletter": True}  # type: ignore[union-attr]
+    lead = await kartra.get_lead("alice@example.com")
+    assert lead.tags == ["VIP"]
+    assert [(m.name, m.active) for m in lead.lists] == [("Customers", False), ("Newsletter", True)]
+
+
+async def test_empty_names_from_a_raw_call(kartra: AsyncKartra) -> None:
+    """The SDK refuses empty names before sending; Kartra's own codes, via kartra.call."""
+    result = await kartra.call(
+        [
+            {"cmd": "assign_tag", "tag_name": ""},
+            {"cmd": "unassign_tag"},
+            {"cmd": "subscribe_lead_to_list", "list_name": " "},
+            {"cmd": "unsubscribe_lead_from_list"},
+            {"cmd": "give_points_to_lead"},
+            {"cmd": "give_points_to_lead", "points": "ten"},
+            {"cmd": "remove_points_from_lead", "points": ""},
+            {"cmd": "remove_points_from_lead", "points": "x"},
+            {"cmd": "subscribe_lead_to_sequence_at_step", "step": "1"},
+            {"cmd": "subscribe_lead_to_sequence_at_step", "sequence_name": "Welcome"},
+            {
+                "cmd": "subscribe_lead_to_sequence_at_step",
+                "sequence_name": "Welcome",
+                "step": "1-2",
+            },
+            {"cmd": "unsubscribe_lead_from_sequence"},
+            {"cmd": "calendar_subscribe", "class_name": "x"},
+            {"cmd": "calendar_cancel", "calendar_name": "Coaching"},
+            {"cmd": "no_such_cmd"},
+        ],
+        lead={"email": "alice@example.com"},
+    )
+    assert [a.code for a in result.actions] == [
+        211,
+        213,
+        207,
+        208,
+        215,
+        227,
+        217,
+        228,
+        226,
+        225,
+        229,
+        226,
+        255,
+        256,
+        254,
+    ]
+    assert all(not a.ok for a in result.actions)
+
+
+async def test_points_and_expiry(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    await (
+        kartra.lead("alice@example.com")
+        .give_points(10)
+        .give_points(5, expiration_days=3)
+        .remove_points(2)
+    )
+    alice = fake.lead("alice@example.com")
+    assert alice.score(NY_NOW) == 13  # type: ignore[union-attr]
+    assert alice.score(NY_NOW + timedelta(days=4)) == 8  # type: ignore[union-attr]
+    assert (await kartra.get_lead("alice@example.com")).score == 13
+
+
+async def test_sequences(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    result = await (
+        kartra.lead("alice@example.com")
+        .subscribe_sequence("Welcome", 2)
+        .subscribe_sequence("Welcome", "9")
+        .subscribe_sequence("Nope", 1)
+        .unsubscribe_sequence("Onboarding")
+        .unsubscribe_sequence("Nope")
+    )
+    assert [(a.ok, a.code) for a in result.actions] == [
+        (True, 107),
+        (False, 230),
+        (False, 219),
+        (True, 108),
+        (False, 220),
+    ]
+    assert isinstance(result.errors[0], StepNotFoundError)
+    assert isinstance(result.errors[1], SequenceNotFoundError)
+    await kartra.lead("alice@example.com").unsubscribe_sequence("Welcome")
+    lead = await kartra.get_lead("alice@example.com")
+    assert [(s.name, s.step, s.status) for s in lead.sequences] == [
+        ("Welcome", "2", SequenceStatus.UNSUBSCRIBED)
+    ]
+
+
+async def test_calendars(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    starting = NY_NOW + timedelta(days=2, hours=3)
+    result = await (
+        kartra.lead("alice@example.com")
+        .subscribe_calendar("Coaching", "Strategy Call", starting)
+        .subscribe_calendar("Nope", "Strategy Call")
+        .subscribe_calendar("Coaching", "Nope")
+    )
+    assert [(a.ok, a.code) for a in result.actions] == [(True, 112), (False, 257), (False, 258)]
+    assert [type(e) for e in result.errors] == [CalendarNotFoundError, ClassNotFoundError]
+    lead = await kartra.get_lead("alice@example.com")
+    (booking,) = lead.calendars
+    assert (booking.calendar_name, booking.class_name, booking.status) == (
+        "Coaching",
+        "Strategy Call",
+        CalendarSubscriptionStatus.ACTIVE,
+    )
+    assert booking.events[0].date == starting
+    cancel = (
+        await kartra.lead("alice@example.com")
+        .cancel_calendar("Coaching", "Strategy Call")
+        .cancel_calendar("Coaching", "Strategy Call")
+    )
+    assert [(a.ok, a.code) for a in cancel.actions] == [(True, 113), (False, 259)]
+    assert isinstance(cancel.errors[0], CalendarSubscriptionNotFoundError)
+    raw = await kartra.call(
+        [
+            {
+                "cmd": "calendar_subscribe",
+                "calendar_name": "Coaching",
+                "class_name": "Group Q&A",
+                "starting_date": "2026-06-10",
+                "starting_hour": "10:00",
+            },
+            {
+                "cmd": "calendar_subscribe",
+                "calendar_name": "Coaching",
+                "class_name": "Group Q&A",
+                "starting_date": "16 Jan 2019",
+                "starting_hour": "15:00",
+            },
+        ],
+        lead={"email": "alice@example.com"},
+    )
+    assert [a.code for a in raw.actions] == [260, 261]
+
+
+# ---- custom fields
+
+
+async def test_create_custom_field(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    assert await kartra.account.create_custom_field("color", "checkbox", ["red", "blue"]) is None
+    definition = fake.account.custom_fields["color"]
+    assert (definition.type, list(definition.options.values())) == ("checkbox", ["red", "blue"])
+    fields = await kartra.account.custom_fields()
+    assert fields[-1].identifier == "color"
+    assert fields[-1].type is CustomFieldType.CHECKBOX
+    assert [o.value for o in fields[-1].options] == ["red", "blue"]
+    with pytest.raises(CustomFieldExistsError):
+        await kartra.account.create_custom_field("color", "input_field")
+    raw = await kartra.call(
+        [
+            {
+                "cmd": "create_custom_field",
+                "custom_field_identifier": "",
+                "custom_field_type": "input_field",
+            },
+            {
+                "cmd": "create_custom_field",
+                "custom_field_identifier": "bad name",
+                "custom_field_type": "input_field",
+            },
+            {
+                "cmd": "create_custom_field",
+                "custom_field_identifier": "f1",
+                "custom_field_type": "select",
+            },
+            {
+                "cmd": "create_custom_field",
+                "custom_field_identifier": "f2",
+                "custom_field_type": "drop_down",
+                "custom_field_options": "a",
+            },
+            {
+                "cmd": "create_custom_field",
+                "custom_field_identifier": "f3",
+                "custom_field_type": "drop_down",
+                "custom_field_options": [{"option_name": "a"}],
+            },
+            {
+                "cmd": "create_custom_field",
+                "custom_field_identifier": "f4",
+                "custom_field_type": "radio_button",
+                "custom_field_options": [{"option_name": "a"}, {"option_name": ""}],
+            },
+        ]
+    )
+    assert [a.code for a in raw.actions] == [265, 263, 269, 270, 273, 272]
+
+
+async def test_custom_field_format_271(kartra: AsyncKartra) -> None:
+    with pytest.raises(InvalidParameterError) as caught:
+        await kartra.call(
+            [{"cmd": "create_lead"}], lead={"email": "x@example.com", "custom_fields": "nope"}
+        )
+    assert caught.value.code == 271
+
+
+# ---- payments
+
+
+async def _alice_sale(
+    fake: FakeKartra, *, days_ago: int = 0, subscription: bool = False, processor: str = "Stripe"
+) -> int:
+    alice = fake.lead("alice@example.com")
+    product = fake.add_product("Ebook", {1: Decimal("40.00")})
+    return fake.add_sale(
+        alice, product, days_ago=days_ago, subscription=subscription, processor=processor
+    ).id  # type: ignore[arg-type]
+
+
+async def test_transactions(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    sale = await _alice_sale(fake)
+    assert await kartra.transactions.search(sale) is True
+    with pytest.raises(TransactionNotFoundError):
+        await kartra.transactions.search(999999)
+    details = await kartra.transactions.get(sale)
+    assert (details.transaction_id, details.transaction_type, details.transaction_full_amount) == (
+        sale,
+        TransactionType.SALE,
+        Decimal("40.00"),
+    )
+    assert await kartra.transactions.refund(sale, amount=Decimal("15.00")) == RefundResult(sale)
+    assert await kartra.transactions.refund(sale) == RefundResult(sale)  # the remaining 25.00
+    with pytest.raises(PaymentStateError) as again:
+        await kartra.transactions.refund(sale)
+    assert again.value.code == 251
+    rows = (await kartra.lead("alice@example.com").transactions()).actions[0].data
+    refunds = [r for r in rows if r.transaction_type is not TransactionType.SALE]
+    assert [r.transaction_type for r in refunds] == [
+        TransactionType.PARTIAL_REFUND,
+        TransactionType.REFUND,
+    ]
+    assert [fake.account.transactions[r.transaction_id].amount for r in refunds] == [
+        Decimal("15.00"),
+        Decimal("25.00"),
+    ]
+    refund_details = await kartra.transactions.get(refunds[0].transaction_id)
+    assert (type(refund_details).__name__, refund_details.transaction_parent_id) == (
+        "RefundTransaction",
+        sale,
+    )
+    with pytest.raises(PaymentStateError) as not_refundable:
+        await kartra.transactions.refund(refunds[0].transaction_id)
+    assert not_refundable.value.code == 253
+
+
+async def test_refund_window_and_amount(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    old = await _alice_sale(fake, days_ago=45)
+    with pytest.raises(PaymentStateError) as late:
+        await kartra.transactions.refund(old)
+    assert late.value.code == 250
+    sale = await _alice_sale(fake)
+    with pytest.raises(InvalidParameterError) as too_much:
+        await kartra.transactions.refund(sale, amount="40.01")
+    assert too_much.value.code == 268
+    with pytest.raises(InvalidParameterError) as not_a_number:  # one action: a top-level error
+        await kartra.call(
+            [{"cmd": "refund_transaction", "transaction_id": sale, "refund_amount": "abc"}]
+        )
+    assert not_a_number.value.code == 268
+
+
+async def test_subscriptions(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    sale = await _alice_sale(fake, subscription=True)
+    sub_id = fake.account.transactions[sale].subscription_id
+    assert sub_id is not None
+    assert await kartra.subscriptions.search(sub_id) is True
+    details = await kartra.subscriptions.get(sub_id)
+    assert (
+        details.subscription_status,
+        details.subscription_installments_left,
+        details.subscription_end_date,
+    ) == (SubscriptionStatus.ACTIVE, UntilCancelled.UNTIL_CANCELLED, None)
+    await kartra.subscriptions.edit(
+        sub_id,
+        amount="22.00",
+        quantity=2,
+        installments_left=3,
+        tax_percent=5,
+        next_payment_date=NY_NOW + timedelta(days=10),
+    )
+    sub = fake.account.subscriptions[sub_id]
+    assert (sub.amount, sub.quantity, sub.installments_left, sub.tax_percent) == (
+        Decimal("22.00"),
+        2,
+        3,
+        Decimal(5),
+    )
+    assert sub.next_payment == (NY_NOW + timedelta(days=10)).replace(second=0)
+    await kartra.subscriptions.pause(sub_id)
+    assert (await kartra.subscriptions.get(sub_id)).subscription_status is SubscriptionStatus.PAUSED
+    await kartra.subscriptions.unpause(sub_id)
+    assert sub.status == "Active"
+    result = await kartra.transactions.cancel(transaction_id=sale)
+    assert result == CancelResult(str(sub_id), sub_id)
+    assert sub.status == "Cancelled"
+    with pytest.raises(PaymentStateError) as cancelled:
+        await kartra.subscriptions.cancel(sub_id)
+    assert cancelled.value.code == 252
+    with pytest.raises(PaymentStateError) as frozen:
+        await kartra.subscriptions.edit(sub_id, quantity=1)
+    assert frozen.value.code == 275
+    summary = (await kartra.lead("alice@example.com").subscriptions()).actions[0].data
+    assert [(s.subscription_id, s.subscription_status) for s in summary][-1] == (
+        sub_id,
+        SubscriptionStatus.CANCELLED,
+    )
+
+
+async def test_subscription_errors(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    paypal = fake.account.transactions[
+        await _alice_sale(fake, subscription=True, processor="PayPal")
+    ].subscription_id
+    with pytest.raises(PaymentStateError) as caught:
+        await kartra.subscriptions.pause(paypal)  # type: ignore[arg-type]
+    assert caught.value.code == 284
+    with pytest.raises(SubscriptionNotFoundError):
+        await kartra.subscriptions.get(424242)
+    no_sub = await _alice_sale(fake)
+    with pytest.raises(PaymentStateError) as not_linked:
+        await kartra.transactions.cancel(transaction_id=no_sub)
+    assert not_linked.value.code == 249
+    stripe = fake.account.transactions[await _alice_sale(fake, subscription=True)].subscription_id
+    with pytest.raises(ProductNotFoundError):
+        await kartra.subscriptions.edit(stripe, product_id=1, price_point=1)  # type: ignore[arg-type]
+    raw = await kartra.call(
+        [
+            {"cmd": "edit_subscription", "subscription_id": stripe},
+            {"cmd": "edit_subscription", "subscription_id": stripe, "subscription_amount": "0.50"},
+            {"cmd": "edit_subscription", "subscription_id": stripe, "subscription_amount": "-1"},
+            {
+                "cmd": "edit_subscription",
+                "subscription_id": stripe,
+                "subscription_product_quantity": "0",
+            },
+            {
+                "cmd": "edit_subscription",
+                "subscription_id": stripe,
+                "subscription_installments_left": "x",
+            },
+            {
+                "cmd": "edit_subscription",
+                "subscription_id": stripe,
+                "subscription_tax_percent": "101",
+            },
+            {
+                "cmd": "edit_subscription",
+                "subscription_id": stripe,
+                "subscription_next_payment_date": "tomorrow",
+            },
+            {
+                "cmd": "edit_subscription",
+                "subscription_id": stripe,
+                "subscription_next_payment_date": "2020-01-01 10:00",
+            },
+            {
+                "cmd": "edit_subscription",
+                "subscription_id": stripe,
+                "subscription_recurrence": {"recurring_period_1": "daily"},
+            },
+            {
+                "cmd": "edit_subscription",
+                "subscription_id": stripe,
+                "subscription_recurrence": {
+                    "recurring_period_1": "monthly",
+                    "recurring_period_2": "yearly",
+                },
+            },
+            {
+                "cmd": "modify_subscription_status",
+                "subscription_id": stripe,
+                "subscription_status_modification": "stop",
+            },
+        ]
+    )
+    assert [a.code for a in raw.actions] == [285, 277, 268, 276, 278, 290, 260, 261, 280, 281, 274]
+
+
+# ---- account reads
+
+
+async def test_account_reads(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    assert await kartra.account.tags() == fake.account.tags
+    assert await kartra.account.lists() == fake.account.lists
+    assert await kartra.account.sequences() == ["Welcome", "Onboarding"]
+    assert await kartra.account.pages() == fake.account.pages
+    assert [f.identifier for f in await kartra.account.custom_fields()] == list(
+        fake.account.custom_fields
+    )
+
+
+# ---- authentication, permissions, several accounts
+
+
+@pytest.mark.parametrize(
+    ("app_id", "key", "password", "code"),
+    [
+        ("other-app", "fake-key", "fake-password", 239),
+        ("fake-app", "wrong-key", "fake-password", 203),
+        ("fake-app", "fake-key", "wrong-password", 233),
+    ],
+)
+async def test_authentication(
+    fake: FakeKartra, app_id: str, key: str, password: str, code: int
+) -> None:
+    async with AsyncKartra(
+        app_id, key, password, base_url="http://127.0.0.1/api", transport=fake.transport()
+    ) as kartra:
+        with pytest.raises(AuthenticationError) as caught:
+            await kartra.account.tags()
+    assert caught.value.code == code
+
+
+async def test_raw_auth_codes(fake: FakeKartra) -> None:
+    async with httpx.AsyncClient(transport=fake.transport(), base_url="http://127.0.0.1") as http:
+
+        async def code(body: str) -> str:
+            return str((await http.post("/api", content=body)).json()["type"])
+
+        assert await code("api_key=k&api_password=p") == "238"
+        assert await code("app_id=fake-app&api_password=p") == "202"
+        fake.account.active = False
+        assert (
+            await code(
+                "app_id=fake-app&api_key=fake-key&api_password=fake-password&actions[0][cmd]=retrieve_account_tags"
+            )
+            == "204"
+        )
+        fake.account.active = True
+        fake.app.active = False
+        assert await code("app_id=fake-app&api_key=fake-key&api_password=fake-password") == "240"
+        fake.app.active = True
+        base = "app_id=fake-app&api_key=fake-key&api_password=fake-password"
+        assert await code(base + "&actions=oops") == "224"
+        assert await code(base + "&lead=x&actions[0][cmd]=assign_tag") == "223"
+        assert await code(base + "&get_lead=x") == "236"
+        assert await code(base + "&actions[0][tag_name]=x") == "254"
+        assert await code(base + "&actions[0][cmd]=assign_tag&actions[0][tag_name]=VIP") == "206"
+        fake.app.allowed_ips = frozenset({"10.0.0.9"})
+        assert await code(base + "&actions[0][cmd]=retrieve_account_tags") == "242"
+        fake.app.allowed_ips = None
+        fake.app.forbidden_cmds = frozenset({"retrieve_account_tags"})
+        assert await code(base + "&actions[0][cmd]=retrieve_account_tags") == "262"
+        fake.app.forbidden_cmds = frozenset()
+        fake.require_https = True
+        assert await code(base + "&actions[0][cmd]=retrieve_account_tags") == "201"
+
+
+async def test_several_accounts_share_one_app(fake: FakeKartra) -> None:
+    other = fake.add_account("key-2", "password-2")
+    other.tags = ["Other"]
+    async with (
+        fake.client(api_key="key-2", api_password="password-2") as second,
+        fake.client() as first,
+    ):
+        assert await second.account.tags() == ["Other"]
+        assert "Customer" in await first.account.tags()
+        await second.lead("x@example.com").create()
+    assert fake.lead("x@example.com") is None
+    assert fake.lead("x@example.com", account=other) is not None
+
+
+# ---- rate limit, latency, faults, reset, log
+
+
+async def test_rate_limit_any_window() -> None:
+    clock = Clock()
+    fake = FakeKartra(rate_limit=3, clock=clock)
+    async with fake.client() as kartra:
+        for _ in range(3):
+            await kartra.account.tags()
+        with pytest.raises(RateLimitError):
+            await kartra.account.tags()
+        clock.t += 0.999
+        with pytest.raises(RateLimitError):
+            await kartra.account.tags()
+        clock.t += 0.002
+        await kartra.account.tags()
+    assert [r.status for r in fake.requests] == [200, 200, 200, 429, 429, 200]
+    assert fake.requests[3].body == b"Too many requests"
+
+
+async def test_rate_limit_is_per_app_and_can_be_off() -> None:
+    fake = FakeKartra(rate_limit=1, clock=Clock())
+    fake.add_app("second-app")
+    fake.add_account("k2", "p2", app_id="second-app")
+    async with (
+        fake.client() as first,
+        AsyncKartra(
+            "second-app", "k2", "p2", base_url="http://127.0.0.1/api", transport=fake.transport()
+        ) as second,
+    ):
+        await first.account.tags()
+        await second.account.tags()  # another App has its own budget
+        with pytest.raises(RateLimitError):
+            await first.account.tags()
+        fake.rate_limit = None
+        for _ in range(10):
+            await first.account.tags()
+
+
+async def test_latency(anyio_backend: str) -> None:
+    fake = FakeKartra(rate_limit=None)
+    fake.faults.latency = 0.05
+    async with fake.client() as kartra:
+        import anyio
+
+        start = anyio.current_time()
+        await kartra.account.tags()
+        assert anyio.current_time() - start >= 0.05
+        fake.faults.latency = (0.01, 0.02)
+        start = anyio.current_time()
+        await kartra.account.tags()
+        assert anyio.current_time() - start >= 0.01
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "applied"),
+    [
+        ("http_5xx", KartraServerError, False),
+        ("drop_before", KartraConnectionError, False),
+        ("drop_after", KartraConnectionError, True),
+        ("timeout", KartraTimeoutError, True),
+        ("not_json", KartraResponseError, False),
+        ("truncated", KartraResponseError, True),
+    ],
+)
+async def test_faults_for_the_next_calls(
+    fake: FakeKartra, kind: str, error: type[Exception], applied: bool
+) -> None:
+    fake.faults.inject(kind, times=2)
+    async with fake.client() as kartra:
+        for i in range(2):
+            with pytest.raises(error):
+                await kartra.lead("alice@example.com").give_points(10)
+            assert fake.requests[-1].applied is applied
+            assert fake.requests[-1].fault == (
+                kind if kind in ("drop_before", "drop_after", "timeout") else None
+            )
+            del i
+        await kartra.lead("alice@example.com").give_points(1)
+    score = fake.lead("alice@example.com").score(NY_NOW)  # type: ignore[union-attr]
+    assert score == (21 if applied else 1)
+    assert fake.faults.counts == {kind: 2}
+
+
+async def test_faults_by_share_are_seeded() -> None:
+    def run() -> list[bool]:
+        fake = FakeKartra(rate_limit=None, seed=7)
+        fake.faults.inject("http_5xx", share=0.3, status=503)
+        return [fake.handle(b"app_id=fake-app").status == 503 for _ in range(200)]
+
+    first = run()
+    assert first == run()
+    assert 40 <= sum(first) <= 80
+
+
+def test_fault_arguments_are_checked() -> None:
+    fake = FakeKartra()
+    with pytest.raises(ValueError, match="unknown fault"):
+        fake.faults.inject("fire", times=1)
+    with pytest.raises(ValueError, match="either times= or share="):
+        fake.faults.inject("timeout")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        fake.faults.inject("timeout", share=2)
+
+
+async def test_reset_isolates(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    fake.faults.inject("timeout", times=5)
+    fake.reset()
+    assert fake.requests == []
+    assert await kartra.account.tags() == []
+    assert fake.lead("alice@example.com") is None
+    await kartra.lead("a@example.com").create()
+    assert [r.cmds for r in fake.requests] == [("retrieve_account_tags",), ("create_lead",)]
+    assert fake.requests[1].lead == {"email": "a@example.com"}
+
+
+async def test_pytest_fixtures(fake_kartra: FakeKartra, kartra_client: AsyncKartra) -> None:
+    fake_kartra.seed()
+    result = await kartra_client.lead("fixture@example.com").create().assign_tag("VIP")
+    assert result.ok
+    assert fake_kartra.lead("fixture@example.com").tags == ["VIP"]  # type: ignore[union-attr]
+
+
+async def test_wrapped_response_style() -> None:
+    fake = FakeKartra(rate_limit=None, response_style="wrapped")
+    fake.seed()
+    async with fake.client() as kartra:
+        assert await kartra.account.tags() == fake.account.tags
+        reply = fake.requests[-1].body
+        assert reply.startswith(b'{"status":"Success","actions":[{"retrieve_account_tags":')
+
+
+async def test_asgi_app(fake: FakeKartra) -> None:
+    transport = httpx.ASGITransport(app=fake.asgi_app())
+    async with AsyncKartra(
+        "fake-app",
+        "fake-key",
+        "fake-password",
+        base_url="http://127.0.0.1/api",
+        transport=transport,
+    ) as kartra:
+        assert await kartra.account.tags() == fake.account.tags
+        result = await kartra.lead("asgi@example.com").create().assign_tag("VIP")
+        assert result.ok
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        assert (await http.get("/other")).status_code == 404
