@@ -415,3 +415,43 @@ def test_encoder_matches_http_build_query(batch: list[dict[str, Any]]) -> None:
     rows = php([{"php": _php_literal(d), "body": encode_form(d)} for d in batch])
     for data, row in zip(batch, rows, strict=True):
         assert encode_form(data) == row["query"]
+
+
+# ---- the fake's parse_str against PHP's
+
+_raw_key = st.lists(
+    st.one_of(
+        st.text(alphabet="abc_. -", min_size=1, max_size=4),
+        st.sampled_from(
+            ["[", "]", "[]", "[0]", "[1]", "[x]", "[a b]", "[a.b]", "][", "[[", "%5B", "%5D"]
+        ),
+    ),
+    min_size=1,
+    max_size=5,
+).map("".join)
+_raw_value = st.text(alphabet="az09 +&=~é", max_size=6).map(lambda v: v.replace("&", "%26"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(_raw_key, _raw_value), min_size=1, max_size=6), min_size=20, max_size=20
+    )
+)
+def test_fake_parse_str_matches_php(batch: list[list[tuple[str, str]]]) -> None:
+    from kartra_async.testing._php import parse_str
+
+    bodies = ["&".join(f"{k.replace('&', '%26')}={v}" for k, v in pairs) for pairs in batch]
+    rows = php([{"body": body} for body in bodies])
+    for body, row in zip(bodies, rows, strict=True):
+        assert _php_shape(parse_str(body)) == _php_shape(row["ours"]), body
+
+
+def _php_shape(value: Any) -> Any:
+    """PHP's json_encode writes an array with keys 0..n-1 as a JSON list, others as objects;
+    compare both sides in that one shape (keys as strings)."""
+    if isinstance(value, list):
+        value = {str(i): v for i, v in enumerate(value)}
+    if isinstance(value, dict):
+        return {str(k): _php_shape(v) for k, v in value.items()}
+    return value

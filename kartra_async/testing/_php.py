@@ -19,20 +19,19 @@ def _next_index(array: PhpArray) -> str:
 
 
 def _base_name(raw: str) -> tuple[str, str]:
-    """Split `a[b][c]` into the variable name and the bracketed rest, PHP style:
-    leading spaces are dropped, and in the name ' ', '.' and an unmatched '[' become '_'."""
+    """Split `a[b][c]` into the variable name and the bracketed rest, as PHP's
+    php_register_variable_ex does: leading spaces are dropped; in the name ' ' and '.'
+    become '_'; a '[' with no ']' after it is no index, and then every ' ', '.' and '['
+    of the key becomes '_'; a key that starts with '[' has no name and is dropped."""
     raw = raw.lstrip(" ")
     open_at = raw.find("[")
-    if open_at > 0 and "]" in raw[open_at:]:
-        name, rest = raw[:open_at], raw[open_at:]
-    else:
-        name, rest = raw, ""
-        if open_at == 0:  # '[a]=x' has no name: PHP drops it
-            return "", ""
-    name = name.replace(" ", "_").replace(".", "_")
-    if not rest:
-        name = name.replace("[", "_", 1)
-    return name, rest
+    if open_at == 0:
+        return "", ""
+    if open_at < 0:
+        return raw.replace(" ", "_").replace(".", "_"), ""
+    if "]" not in raw[open_at:]:
+        return raw.replace(" ", "_").replace(".", "_").replace("[", "_"), ""
+    return raw[:open_at].replace(" ", "_").replace(".", "_"), raw[open_at:]
 
 
 def _segments(rest: str) -> list[str]:
@@ -61,7 +60,7 @@ def parse_str(body: str) -> PhpArray:
         keys = [name, *_segments(rest)]
         target = result
         for i, key in enumerate(keys):
-            if key == "":
+            if key in ("", " ") and i > 0:  # 'a[]' and 'a[ ]' append
                 key = _next_index(target)
             if i == len(keys) - 1:
                 target[key] = value
