@@ -21,6 +21,12 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=25, 
 RATE_LIMIT_CALLS = 20
 RATE_LIMIT_PERIOD = 1.0
 
+#: On HTTP 429 the whole App pauses this long (or Retry-After, capped), then the refused
+#: request is sent again (Kartra did not apply it), at most this many times.
+RATE_LIMIT_PAUSE = 1.0
+RATE_LIMIT_PAUSE_MAX = 30.0
+RATE_LIMIT_RESENDS = 5
+
 #: How much of a response body an error message quotes.
 BODY_EXCERPT_CHARS = 200
 

@@ -16,6 +16,7 @@ import attrs
 
 from .commands import COMMANDS, Command
 from .errors import KartraValidationError
+from .limits import Priority
 from .models.results import ChainResult
 from .wire import Call
 
@@ -25,7 +26,7 @@ __all__ = ["AccountCalls", "LeadChain", "SubscriptionCalls", "TransactionCalls"]
 class Sender(Protocol):
     """What a chain needs from the client."""
 
-    async def send(self, call: Call) -> ChainResult: ...
+    async def send(self, call: Call, *, priority: Priority = "interactive") -> ChainResult: ...
 
 
 def lead_identity(email: str | None, id: int | None) -> dict[str, Any]:
@@ -161,13 +162,14 @@ class LeadChain:
         lead_id = self._identity.get("id")
         return Call(self.payload, commands, lead_id)
 
-    async def send(self) -> ChainResult:
+    async def send(self, *, priority: Priority = "interactive") -> ChainResult:
         """Send the chain as ONE request and return every action's result.
+        `priority="bulk"` lets interactive calls of the same App go first.
 
         Failed actions do not raise: check `result.ok` or call `result.raise_for_errors()`.
         A call-level error (authentication, lead not found, ...) raises its KartraAPIError.
         """
-        return await self._client.send(self.compile())
+        return await self._client.send(self.compile(), priority=priority)
 
     def __await__(self) -> Generator[Any, None, ChainResult]:
         return self.send().__await__()

@@ -15,7 +15,15 @@ from typing import Any
 
 import httpx
 
-from ._constants import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, USER_AGENT
+from ._constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUT,
+    RATE_LIMIT_PAUSE,
+    RATE_LIMIT_PAUSE_MAX,
+    RATE_LIMIT_RESENDS,
+    USER_AGENT,
+)
 from .chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
 from .commands import COMMANDS
 from .errors import (
@@ -26,6 +34,7 @@ from .errors import (
     KartraValidationError,
     RateLimitError,
 )
+from .limits import Priority, RateLimiter, shared_limiter
 from .models.results import ChainResult
 from .wire import Call, encode_form, excerpt, read_response, unknown_command
 
@@ -62,6 +71,15 @@ def _check_base_url(base_url: str) -> httpx.URL:
     )
 
 
+class _Shared:
+    def __repr__(self) -> str:
+        return "SHARED"
+
+
+SHARED: Any = _Shared()
+"""limiter=SHARED (the default): the in-process limiter of the App (limits.shared_limiter)."""
+
+
 def _mask(value: str) -> str:
     return f"{value[:3]}***" if len(value) > 6 else "***"
 
@@ -89,6 +107,8 @@ class AsyncKartra:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         limits: httpx.Limits = DEFAULT_LIMITS,
+        limiter: RateLimiter | None = SHARED,
+        rate_limit_resends: int = RATE_LIMIT_RESENDS,
     ) -> None:
         for field, value in (
             ("app_id", app_id),
@@ -111,6 +131,9 @@ class AsyncKartra:
             timeout=timeout, limits=limits, transport=transport
         )
         self._timeout = timeout
+        #: the rate limiter every request waits on (None: no limiting)
+        self.limiter: RateLimiter | None = shared_limiter(app_id) if limiter is SHARED else limiter
+        self._resends = rate_limit_resends
         self._closed = False
 
     @classmethod
@@ -213,15 +236,35 @@ class AsyncKartra:
 
     # ---- sending
 
-    async def send(self, call: Call) -> ChainResult:
-        """Send one compiled call as ONE POST and read Kartra's answer."""
+    async def send(self, call: Call, *, priority: Priority = "interactive") -> ChainResult:
+        """Send one compiled call as ONE POST (after the rate limiter grants a slot) and
+        read Kartra's answer. An HTTP 429 pauses the whole App and sends the call again
+        (Kartra did not apply it), up to `rate_limit_resends` times, then RateLimitError."""
         if self._closed:
             raise RuntimeError("this AsyncKartra is closed")
         content = f"{self._form_prefix}&{encode_form(call.payload)}".encode()
+        limiter = self.limiter
+        resends = 0
+        while True:
+            if limiter is not None:
+                await limiter.acquire(priority)
+            response = await self._post(content, call)
+            if response.status_code != 429:
+                return self._read(response, call)
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            if limiter is not None:
+                limiter.pause(min(retry_after or RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE_MAX))
+            if limiter is None or resends >= self._resends:
+                raise RateLimitError(
+                    f"Kartra answered 429 Too many requests ({resends} resends)",
+                    retry_after=retry_after,
+                )
+            resends += 1
+
+    async def _post(self, content: bytes, call: Call) -> httpx.Response:
         started = time.perf_counter()
         try:
             response = await self._http.post(self._url, content=content, headers=_HEADERS)
-            body = response.content
         except httpx.TimeoutException as exc:
             raise KartraTimeoutError(
                 f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})"
@@ -230,14 +273,15 @@ class AsyncKartra:
             raise KartraConnectionError(
                 f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})"
             ) from exc
-        status = response.status_code
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "POST %s cmds=%s -> HTTP %d in %.3fs",
-                self._url, ",".join(call.cmds), status, time.perf_counter() - started,
+                self._url, ",".join(call.cmds), response.status_code, time.perf_counter() - started,
             )  # fmt: skip
-        if status == 429:
-            raise RateLimitError(retry_after=_retry_after(response.headers.get("retry-after")))
+        return response
+
+    def _read(self, response: httpx.Response, call: Call) -> ChainResult:
+        status, body = response.status_code, response.content
         if status >= 500:
             raise KartraServerError(
                 "Kartra answered a server error",

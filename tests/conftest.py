@@ -54,5 +54,6 @@ def api() -> respx.MockRouter:
 
 @pytest.fixture
 async def kartra(api: respx.MockRouter) -> AsyncIterator[AsyncKartra]:
-    async with AsyncKartra(APP_ID, API_KEY, API_PASSWORD) as client:
+    # no rate limiting here: the limiter has its own tests (test_limits.py)
+    async with AsyncKartra(APP_ID, API_KEY, API_PASSWORD, limiter=None) as client:
         yield client

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ..client import AsyncKartra
+    from ..limits import Limiter
 
 __all__ = ["FAULT_KINDS", "FakeKartra", "Faults", "RecordedRequest", "Reply"]
 
@@ -203,6 +204,7 @@ class FakeKartra:
         self._clock = clock
         self._now = now or (lambda: datetime.now(KARTRA_TZ))
         self._windows: dict[str, deque[float]] = {}
+        self._limiter: Limiter | None = None
         self.apps: dict[str, App] = {}
         self.add_account(api_key, api_password, app_id=app_id)
 
@@ -374,8 +376,20 @@ class FakeKartra:
     def client(
         self, *, api_key: str | None = None, api_password: str | None = None, **kwargs: Any
     ) -> AsyncKartra:
-        """An AsyncKartra wired to this fake (default credentials unless given)."""
+        """An AsyncKartra wired to this fake (default credentials unless given). Its rate
+        limiter matches the fake's limit and is shared by this fake's clients (none when
+        the fake's limit is off); pass `limiter=` to choose another."""
         from ..client import AsyncKartra
+        from ..limits import Limiter
+
+        if "limiter" not in kwargs:
+            if self.rate_limit is None:
+                kwargs["limiter"] = None
+            else:
+                wanted = (self.rate_limit, self.rate_period)
+                if self._limiter is None or (self._limiter.limit, self._limiter.period) != wanted:
+                    self._limiter = Limiter(*wanted, name="fake")
+                kwargs["limiter"] = self._limiter
 
         return AsyncKartra(
             self.app_id,
