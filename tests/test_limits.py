@@ -1,0 +1,317 @@
+"""The in-process rate limiter: any-window guarantee, FIFO, priorities, cancellation,
+429 pause and resend, one budget per App."""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+
+import anyio
+import anyio.lowlevel
+import httpx
+import pytest
+import respx
+
+from kartra_async import AsyncKartra, RateLimitError
+from kartra_async import client as client_module
+from kartra_async.limits import Limiter, shared_limiter
+from kartra_async.testing import FakeKartra
+
+pytestmark = pytest.mark.anyio
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+async def test_any_window_guarantee_under_1000_tasks() -> None:
+    limiter = Limiter(100, 0.1, margin=0.0)
+    granted: list[float] = []
+    entered: list[int] = []
+    grant_of: dict[int, float] = {}
+
+    async def task(i: int) -> None:
+        entered.append(i)
+        at = await limiter.acquire()
+        granted.append(at)
+        grant_of[i] = at
+
+    async with anyio.create_task_group() as tg:
+        for i in range(1000):
+            tg.start_soon(task, i)
+    assert len(granted) == 1000
+    assert most_in_any_window(granted, 0.1) <= 100
+    # FIFO: whoever queued first was granted no later
+    grants_in_entry_order = [grant_of[i] for i in entered]
+    assert grants_in_entry_order == sorted(grants_in_entry_order)
+    assert limiter.stats.grants == 1000
+    assert limiter.stats.waits == 900
+    # the whole budget is used: 10 windows of 100, ~0.9 s after the first
+    assert 0.9 <= max(granted) - min(granted) < 1.1
+
+
+async def test_uncontended_acquire_does_not_wait() -> None:
+    limiter = Limiter(3, 10.0)
+    for _ in range(3):
+        await limiter.acquire()
+    assert limiter.stats.waits == 0
+    assert limiter.queued == 0
+
+
+async def test_interactive_goes_before_queued_bulk_but_bulk_progresses() -> None:
+    limiter = Limiter(1, 0.01, margin=0.0, bulk_share=0.25)
+    await limiter.acquire()  # the window is now full
+    order: list[str] = []
+
+    async def waiter(kind: str) -> None:
+        await limiter.acquire(kind)  # type: ignore[arg-type]
+        order.append(kind)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(waiter, "bulk")
+        await anyio.sleep(0.001)
+        for _ in range(12):
+            tg.start_soon(waiter, "interactive")
+    # interactive first, but one bulk grant for every four interactive ones while both wait
+    first_twelve = order[:15]
+    assert first_twelve.count("bulk") == 3
+    assert order[:4] == ["interactive"] * 4
+    assert order.count("bulk") == 10
+
+
+async def test_cancelled_waiters_lose_no_capacity() -> None:
+    limiter = Limiter(20, 0.1, margin=0.0)
+    for _ in range(20):
+        await limiter.acquire()  # fill the window: everyone below queues
+    granted: list[float] = []
+    scopes: list[anyio.CancelScope] = []
+
+    async def task(cancellable: bool) -> None:
+        with anyio.CancelScope() as scope:
+            if cancellable:
+                scopes.append(scope)
+            granted.append(await limiter.acquire())
+
+    async with anyio.create_task_group() as tg:
+        for i in range(200):
+            tg.start_soon(task, i % 2 == 0)
+        await anyio.sleep(0.01)
+        for scope in scopes:
+            scope.cancel()
+    assert len(granted) == 100
+    assert limiter.stats.cancelled == 100
+    assert limiter.queued == 0
+    # the 100 that stayed got the full budget: 20 per window, 5 windows
+    assert most_in_any_window(granted, 0.1) == 20
+    assert max(granted) - min(granted) < 0.45
+
+
+async def test_a_waiter_cancelled_right_after_its_grant_hands_it_back(anyio_backend: str) -> None:
+    """B's dispatch also grants C; B then cancels C before C runs. With asyncio's own
+    cancellation (task.cancel(), wait_for, timeouts) C never returns from acquire() and
+    hands its slot back, so D gets it at once. anyio and trio deliver a grant that was
+    already made and cancel at C's next checkpoint: C used its slot, none is lost."""
+    limiter = Limiter(2, 0.05, margin=0.0)
+    await limiter.acquire()
+    await limiter.acquire()
+    got: dict[str, float] = {}
+
+    if anyio_backend == "asyncio":
+        import asyncio
+
+        async def c() -> None:
+            got["c"] = await limiter.acquire()
+
+        c_task: asyncio.Task[None] | None = None
+
+        async def b() -> None:
+            got["b"] = await limiter.acquire()
+            assert c_task is not None
+            c_task.cancel()
+
+        b_task = asyncio.create_task(b())
+        await asyncio.sleep(0.001)
+        c_task = asyncio.create_task(c())
+        await asyncio.sleep(0.001)
+        got["d"] = await limiter.acquire()
+        await b_task
+        with pytest.raises(asyncio.CancelledError):
+            await c_task
+        assert "c" not in got
+        assert got["d"] - got["b"] < 0.01  # at once, not a window (0.05 s) later
+        assert (limiter.stats.cancelled, limiter.stats.grants) == (1, 4)
+        return
+
+    c_scope = anyio.CancelScope()
+
+    async def b_() -> None:
+        got["b"] = await limiter.acquire()
+        c_scope.cancel()
+
+    async def c_() -> None:
+        with c_scope:
+            got["c"] = await limiter.acquire()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(b_)
+        await anyio.sleep(0.001)
+        tg.start_soon(c_)
+        await anyio.sleep(0.001)
+        got["d"] = await limiter.acquire()
+    assert got["c"] == got["b"]
+    assert got["d"] > got["b"]
+    assert (limiter.stats.cancelled, limiter.stats.grants) == (0, 5)
+
+
+async def test_pause_stops_every_grant_then_resumes_in_order() -> None:
+    limiter = Limiter(5, 0.05, margin=0.0)
+    start = anyio.current_time()
+    limiter.pause(0.2)
+    grants: list[tuple[int, float]] = []
+
+    async def task(i: int) -> None:
+        await limiter.acquire()
+        grants.append((i, anyio.current_time() - start))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(task, i)
+            await anyio.lowlevel.checkpoint()
+    assert min(t for _, t in grants) >= 0.19
+    assert limiter.stats.rate_limited == 1
+    assert sorted(i for i, _ in grants) == list(range(10))
+    # resumes at the limit rate: 5 now, 5 a window later
+    assert most_in_any_window([t for _, t in grants], 0.05) <= 5
+
+
+async def test_pause_wakes_a_sleeping_timer() -> None:
+    limiter = Limiter(1, 0.05, margin=0.0)
+    await limiter.acquire()
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.acquire)
+        await anyio.sleep(0.01)
+        limiter.pause(0.15)  # the queued waiter must now wait for the pause, not the window
+    assert anyio.current_time() - start >= 0.14
+
+
+async def test_slow_wait_callback_and_stats() -> None:
+    seen: list[tuple[float, str]] = []
+    limiter = Limiter(
+        1, 0.05, margin=0.0, slow_threshold=0.02, on_slow=lambda w, p: seen.append((w, p))
+    )
+    await limiter.acquire()
+    await limiter.acquire("bulk")
+    assert len(seen) == 1
+    assert seen[0][1] == "bulk"
+    assert seen[0][0] >= 0.02
+    assert limiter.stats.waits == 1
+    assert limiter.stats.wait_max == limiter.stats.wait_mean >= 0.02
+
+
+def test_limiter_arguments() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        Limiter(0)
+    with pytest.raises(ValueError, match="period"):
+        Limiter(1, 0)
+    with pytest.raises(ValueError, match="bulk_share"):
+        Limiter(1, 1, bulk_share=2)
+
+
+# ---- through the client
+
+
+def app_id() -> str:
+    return f"app-{uuid.uuid4().hex[:8]}"
+
+
+async def test_clients_of_one_app_share_one_limiter_and_apps_do_not() -> None:
+    shared = app_id()
+    async with (
+        AsyncKartra(shared, "k1", "p1") as a,
+        AsyncKartra(shared, "k2", "p2") as b,
+        AsyncKartra(app_id(), "k", "p") as c,
+    ):
+        assert a.limiter is b.limiter is shared_limiter(shared)
+        assert c.limiter is not a.limiter
+    async with AsyncKartra(shared, "k", "p", limiter=None) as off:
+        assert off.limiter is None
+
+
+async def test_two_clients_together_stay_under_20_per_second() -> None:
+    shared = app_id()
+    sent: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(anyio.current_time())
+        return httpx.Response(200, json={"status": "Success", "account_tags": []})
+
+    with respx.mock(base_url="https://app.kartra.com/api") as router:
+        router.post("").mock(side_effect=answer)
+        async with (
+            AsyncKartra(shared, "k1", "p1") as a,
+            AsyncKartra(shared, "k2", "p2") as b,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(25):
+                tg.start_soon(a.account.tags)
+                tg.start_soon(b.account.tags)
+    assert len(sent) == 50
+    assert most_in_any_window(sent, 1.0) <= 20
+    assert max(sent) - min(sent) >= 2.0  # 50 calls at 20/s need two full windows
+
+
+async def test_a_blocked_app_does_not_delay_another() -> None:
+    blocked, free = shared_limiter(app_id()), shared_limiter(app_id())
+    blocked.pause(30)
+    with anyio.fail_after(1):
+        for _ in range(20):
+            await free.acquire()
+
+
+async def test_429_pauses_the_app_and_resends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.05)
+    fake = FakeKartra(rate_limit=5, rate_period=0.2)
+    fake.seed()
+    limiter = Limiter(10, 0.2, margin=0.0)  # believes in twice the App's real budget
+    async with fake.client(limiter=limiter) as kartra, anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(kartra.lead(f"lead{i}@example.com").create().assign_tag("VIP").send)
+    statuses = [r.status for r in fake.requests]
+    assert statuses.count(429) >= 1
+    assert limiter.stats.rate_limited == statuses.count(429)
+    assert statuses.count(200) == 20  # every call went through once: refused ones were not applied
+    assert len(fake.account.leads) == 2 + 20
+    assert all(fake.lead(f"lead{i}@example.com").tags == ["VIP"] for i in range(20))  # type: ignore[union-attr]
+
+
+async def test_429_resends_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.001)
+    with respx.mock(base_url="https://app.kartra.com/api") as router:
+        route = router.post("").mock(return_value=httpx.Response(429, text="Too many requests"))
+        async with AsyncKartra(
+            app_id(), "k", "p", limiter=Limiter(100, 1.0), rate_limit_resends=3
+        ) as kartra:
+            with pytest.raises(RateLimitError, match="3 resends"):
+                await kartra.account.tags()
+    assert route.call_count == 4
+
+
+async def test_retry_after_is_honoured_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    paused: list[float] = []
+    limiter = Limiter(100, 1.0)
+    monkeypatch.setattr(limiter, "pause", paused.append)
+    with respx.mock(base_url="https://app.kartra.com/api") as router:
+        router.post("").mock(
+            side_effect=[
+                httpx.Response(429, headers={"Retry-After": "2"}),
+                httpx.Response(429, headers={"Retry-After": "3600"}),
+                httpx.Response(429),
+                httpx.Response(200, json={"status": "Success", "account_tags": ["A"]}),
+            ]
+        )
+        async with AsyncKartra(app_id(), "k", "p", limiter=limiter) as kartra:
+            assert await kartra.account.tags() == ["A"]
+    assert paused == [2.0, 30.0, 1.0]
