@@ -253,7 +253,7 @@ class AsyncKartra:
                 return self._read(response, call)
             retry_after = _retry_after(response.headers.get("retry-after"))
             if limiter is not None:
-                limiter.pause(min(retry_after or RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE_MAX))
+                await limiter.backoff(min(retry_after or RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE_MAX))
             if limiter is None or resends >= self._resends:
                 raise RateLimitError(
                     f"Kartra answered 429 Too many requests ({resends} resends)",

@@ -3,7 +3,7 @@
 - `Limiter`: in process, any-window guarantee, FIFO, priorities, 429 pause.
 - `shared_limiter(app_id)`: the one Limiter every AsyncKartra of that App uses by default.
 - `RedisLimiter` (`pip install kartra-async[redis]`): the same guarantee across processes
-  and machines (kartra_async.limits.redis).
+  and machines (`from kartra_async.limits.redis import RedisLimiter`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ class RateLimiter(Protocol):
 
     async def acquire(self, priority: Priority = "interactive") -> float: ...
 
-    def pause(self, seconds: float) -> None: ...
+    async def backoff(self, seconds: float) -> None:
+        """Kartra answered 429: stop every grant of the App for `seconds`."""
 
 
 _SHARED: dict[str, Limiter] = {}

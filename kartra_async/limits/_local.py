@@ -133,6 +133,10 @@ class Limiter:
         if self._timer is not None:
             self._wake_timer()
 
+    async def backoff(self, seconds: float) -> None:
+        """The RateLimiter protocol's pause (awaitable for limiters that need I/O)."""
+        self.pause(seconds)
+
     def next_free(self) -> float:
         """The clock time when the next slot frees (now, if one is free)."""
         now = self._clock()
