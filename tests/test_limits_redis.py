@@ -76,9 +76,9 @@ async def test_four_processes_share_one_budget(redis_url: str) -> None:
     assert len(slots) == 200
     assert most_in_any_window(slots, period) <= limit  # Redis's clock: exact
     assert most_in_any_window(woke, period) <= limit  # when each process really went
-    ideal = (200 / limit - 1) * period
+    ideal = (200 / limit - 1) * (period + 0.01)  # the default margin: 10 ms per window
     used = max(slots) - min(slots)
-    assert used <= ideal * 1.03 + 0.02, (used, ideal)  # >= 97% of the budget used
+    assert used <= ideal * 1.03, (used, ideal)  # >= 97% of the budget used
 
 
 async def test_cancelled_waiter_gives_its_slot_back(redis_url: str) -> None:

@@ -28,6 +28,8 @@ __all__ = ["Limiter", "LimiterStats", "Priority"]
 logger = logging.getLogger("kartra_async.limits")
 
 Priority = Literal["interactive", "bulk"]
+_LONG_SLEEP = 0.02
+_EARLY = 0.004
 PRIORITIES: tuple[Priority, ...] = ("interactive", "bulk")
 
 
@@ -71,7 +73,7 @@ class Limiter:
         limit: int = 20,
         period: float = 1.0,
         *,
-        margin: float = 0.004,
+        margin: float = 0.002,
         bulk_share: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         slow_threshold: float | None = None,
@@ -163,6 +165,10 @@ class Limiter:
                 # woken to be the timer: sleep until a slot frees (or until woken again)
                 waiter.event = anyio.Event()
                 delay = self.next_free() - self._clock()
+                if delay > _LONG_SLEEP:
+                    # long sleeps wake ~1-2 ms late (timer slack): wake a little early, then
+                    # sleep the short rest, which is precise
+                    delay -= _EARLY
                 if delay > 0:
                     with anyio.move_on_after(delay):
                         await waiter.event.wait()

@@ -85,7 +85,7 @@ class RespPool:
         self.password = unquote(parts.password) if parts.password else None
         self.db = int(parts.path.strip("/") or 0)
         self._idle: deque[_Connection] = deque()
-        self._slots = anyio.Semaphore(max_connections)
+        self._slots = anyio.Semaphore(max_connections, fast_acquire=True)
         self._scripts: dict[str, str] = {}
 
     async def _connect(self) -> _Connection:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from .._constants import RATE_LIMIT_CALLS, RATE_LIMIT_PERIOD
-from ._local import LimiterStats, Priority
+from ._local import _EARLY, _LONG_SLEEP, LimiterStats, Priority
 from ._resp import RespPool
 
 if TYPE_CHECKING:
@@ -97,7 +97,8 @@ class _RedisPy:
 
 class RedisLimiter:
     """At most `limit` grants in any window of `period` (+ `margin`) seconds for every
-    process that uses the same Redis and `app_id`.
+    process that uses the same Redis and `app_id`. The default margin (10 ms) covers the
+    wake-up jitter of several processes sharing a machine's cores.
 
     `redis` is a URL (redis://host:port/db: a small RESP client on anyio, so asyncio
     and trio both work, with a blocking pool of `max_connections`, closed by
@@ -113,7 +114,7 @@ class RedisLimiter:
         *,
         limit: int = RATE_LIMIT_CALLS,
         period: float = RATE_LIMIT_PERIOD,
-        margin: float = 0.004,
+        margin: float = 0.01,
         key_prefix: str = "kartra_async:limit:",
         max_connections: int = 10,
     ) -> None:
@@ -129,7 +130,7 @@ class RedisLimiter:
         self.stats = LimiterStats()
         self._window_us = math.ceil((period + margin) * 1_000_000)
         self._keys = [f"{key_prefix}{app_id}:log", f"{key_prefix}{app_id}:pause"]
-        self._gate = anyio.Lock()
+        self._gate = anyio.Lock(fast_acquire=True)
 
     def __repr__(self) -> str:
         return f"<RedisLimiter {self._keys[0]} {self.limit}/{self.period}s>"
@@ -148,7 +149,12 @@ class RedisLimiter:
             self.stats.wait_total += waited
             self.stats.wait_max = max(self.stats.wait_max, waited)
             try:
-                await anyio.sleep(waited)
+                # a long sleep wakes 1-2 ms late: sleep to just before the slot, then the
+                # short, precise rest
+                deadline = anyio.current_time() + waited
+                if waited > _LONG_SLEEP:
+                    await anyio.sleep_until(deadline - _EARLY)
+                await anyio.sleep_until(deadline)
             except BaseException:
                 self.stats.grants -= 1
                 self.stats.cancelled += 1
