@@ -38,7 +38,9 @@ from .errors import (
     TagNotFoundError,
     TransactionNotFoundError,
 )
+from .limits import Limiter
 from .models import ActionResult, ChainResult
+from .retry import RetryEvent, RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -72,6 +74,7 @@ __all__ = [
     "LeadDeletedError",
     "LeadExistsError",
     "LeadNotFoundError",
+    "Limiter",
     "ListNotFoundError",
     "NotFoundError",
     "PaymentStateError",
@@ -79,6 +82,8 @@ __all__ = [
     "ProductNotFoundError",
     "RateLimitError",
     "RequestFormatError",
+    "RetryEvent",
+    "RetryPolicy",
     "Safety",
     "Scope",
     "SequenceNotFoundError",

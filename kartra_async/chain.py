@@ -18,6 +18,7 @@ from .commands import COMMANDS, Command
 from .errors import KartraValidationError
 from .limits import Priority
 from .models.results import ChainResult
+from .retry import RetryPolicy
 from .wire import Call
 
 __all__ = ["AccountCalls", "LeadChain", "SubscriptionCalls", "TransactionCalls"]
@@ -26,7 +27,9 @@ __all__ = ["AccountCalls", "LeadChain", "SubscriptionCalls", "TransactionCalls"]
 class Sender(Protocol):
     """What a chain needs from the client."""
 
-    async def send(self, call: Call, *, priority: Priority = "interactive") -> ChainResult: ...
+    async def send(
+        self, call: Call, *, priority: Priority = "interactive", retry: RetryPolicy | None = None
+    ) -> ChainResult: ...
 
 
 def lead_identity(email: str | None, id: int | None) -> dict[str, Any]:
@@ -162,14 +165,17 @@ class LeadChain:
         lead_id = self._identity.get("id")
         return Call(self.payload, commands, lead_id)
 
-    async def send(self, *, priority: Priority = "interactive") -> ChainResult:
+    async def send(
+        self, *, priority: Priority = "interactive", retry: RetryPolicy | None = None
+    ) -> ChainResult:
         """Send the chain as ONE request and return every action's result.
-        `priority="bulk"` lets interactive calls of the same App go first.
+        `priority="bulk"` lets interactive calls of the same App go first; `retry`
+        overrides the client's RetryPolicy for this call.
 
         Failed actions do not raise: check `result.ok` or call `result.raise_for_errors()`.
         A call-level error (authentication, lead not found, ...) raises its KartraAPIError.
         """
-        return await self._client.send(self.compile(), priority=priority)
+        return await self._client.send(self.compile(), priority=priority, retry=retry)
 
     def __await__(self) -> Generator[Any, None, ChainResult]:
         return self.send().__await__()

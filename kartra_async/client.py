@@ -4,15 +4,18 @@ the command table (commands.py) and the builders (chain.py) carry the API's know
 from __future__ import annotations
 
 import contextlib
+import copy
 import ipaddress
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
 from typing import Any
 
+import attrs
 import httpx
 
 from ._constants import (
@@ -25,17 +28,22 @@ from ._constants import (
     USER_AGENT,
 )
 from .chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
-from .commands import COMMANDS
+from .commands import COMMANDS, Safety
 from .errors import (
     KartraConnectionError,
+    KartraError,
     KartraResponseError,
     KartraServerError,
     KartraTimeoutError,
     KartraValidationError,
+    LeadNotFoundError,
     RateLimitError,
+    error_from_code,
 )
 from .limits import Priority, RateLimiter, shared_limiter
-from .models.results import ChainResult
+from .models.lead import LeadRef
+from .models.results import ActionResult, ChainResult
+from .retry import Decision, RetryEvent, RetryPolicy, ambiguous_error, decide
 from .wire import Call, encode_form, excerpt, read_response, unknown_command
 
 __all__ = ["AsyncKartra"]
@@ -109,6 +117,7 @@ class AsyncKartra:
         limits: httpx.Limits = DEFAULT_LIMITS,
         limiter: RateLimiter | None = SHARED,
         rate_limit_resends: int = RATE_LIMIT_RESENDS,
+        retry: RetryPolicy | None = None,
     ) -> None:
         for field, value in (
             ("app_id", app_id),
@@ -134,6 +143,9 @@ class AsyncKartra:
         #: the rate limiter every request waits on (None: no limiting)
         self.limiter: RateLimiter | None = shared_limiter(app_id) if limiter is SHARED else limiter
         self._resends = rate_limit_resends
+        #: how failed calls are sent again (never when a repeat could do harm)
+        self.retry = retry or RetryPolicy()
+        self._request_timeout: httpx.Timeout | None = None
         self._closed = False
 
     @classmethod
@@ -157,6 +169,39 @@ class AsyncKartra:
 
     def __repr__(self) -> str:
         return f"<AsyncKartra app_id={_mask(self.app_id)!r} base_url={self.base_url!r}>"
+
+    def with_options(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        limiter: RateLimiter | None = SHARED,
+    ) -> AsyncKartra:
+        """A view of this client with other settings for the calls made through it
+        (same pool, credentials and, unless given, limiter), e.g.
+        `await kartra.with_options(retry=RetryPolicy(max_attempts=5), timeout=60).account.tags()`."""
+        view = copy.copy(self)
+        for name in ("account", "transactions", "subscriptions"):
+            view.__dict__.pop(name, None)  # cached views bound to the original
+        view._owns_http = False
+        if retry is not None:
+            view.retry = retry
+        if timeout is not None:
+            view._request_timeout = (
+                timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+            )
+        if limiter is not SHARED:
+            view.limiter = limiter
+        return view
+
+    def __del__(self) -> None:
+        if getattr(self, "_owns_http", False) and not getattr(self, "_closed", True):
+            warnings.warn(
+                f"unclosed {self!r}: use 'async with AsyncKartra(...)' or 'await kartra.aclose()'",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
 
     # ---- lifecycle
 
@@ -236,13 +281,51 @@ class AsyncKartra:
 
     # ---- sending
 
-    async def send(self, call: Call, *, priority: Priority = "interactive") -> ChainResult:
-        """Send one compiled call as ONE POST (after the rate limiter grants a slot) and
-        read Kartra's answer. An HTTP 429 pauses the whole App and sends the call again
-        (Kartra did not apply it), up to `rate_limit_resends` times, then RateLimitError."""
+    async def send(
+        self,
+        call: Call,
+        *,
+        priority: Priority = "interactive",
+        retry: RetryPolicy | None = None,
+    ) -> ChainResult:
+        """Send one compiled call as ONE POST and read Kartra's answer.
+
+        Waits for the rate limiter first. HTTP 429 pauses the whole App and sends the call
+        again (Kartra did not apply it). Failures are sent again only where a repeat
+        cannot do harm (see kartra_async.retry); otherwise AmbiguousResultError.
+        """
         if self._closed:
             raise RuntimeError("this AsyncKartra is closed")
+        policy = retry or self.retry
         content = f"{self._form_prefix}&{encode_form(call.payload)}".encode()
+        attempt = 1
+        while True:
+            try:
+                return await self._send_once(content, call, priority)
+            except KartraError as error:
+                decision = decide(error, call)
+                if decision == Decision.RAISE:
+                    raise
+                if decision == Decision.AMBIGUOUS:
+                    if policy.reconcile_create and call.cmds[0] == "create_lead":
+                        return await self._reconcile(call, error, priority, policy)
+                    raise ambiguous_error(call, error) from error
+                if attempt >= policy.max_attempts:
+                    raise
+                delay = policy.delay(attempt)
+                attempt += 1
+                logger.info(
+                    "%s failed (%s); attempt %d in %.2fs",
+                    ",".join(call.cmds),
+                    error,
+                    attempt,
+                    delay,
+                )
+                if policy.on_retry is not None:
+                    policy.on_retry(RetryEvent(attempt, delay, error, call.cmds))
+                await policy.sleep(delay)
+
+    async def _send_once(self, content: bytes, call: Call, priority: Priority) -> ChainResult:
         limiter = self.limiter
         resends = 0
         while True:
@@ -261,10 +344,62 @@ class AsyncKartra:
                 )
             resends += 1
 
+    async def _reconcile(
+        self, call: Call, error: KartraError, priority: Priority, policy: RetryPolicy
+    ) -> ChainResult:
+        """An ambiguous chain that starts with create_lead: search the lead. Not found:
+        nothing was applied (every other action needs the lead), so send it all again.
+        Found: create_lead was applied; send the rest if every remaining cmd is safe."""
+        policy = attrs.evolve(policy, reconcile_create=False)
+        email = call.payload["lead"].get("email")
+        search = Call(
+            {"lead": {"email": email}, "actions": [{"cmd": "search_lead"}]},
+            (COMMANDS["search_lead"],),
+        )
+        try:
+            found = await self.send(search, priority=priority, retry=policy)
+        except LeadNotFoundError:
+            logger.info("create_lead for %s was not applied: sending the chain again", email)
+            return await self.send(call, priority=priority, retry=policy)
+        lead_id = found.lead_id
+        rest, actions = call.commands[1:], list(call.payload["actions"][1:])
+        if any(c.safety is Safety.UNSAFE for c in rest):
+            raise ambiguous_error(call, error) from error
+        created = ActionResult(
+            index=0, cmd="create_lead", ok=True, code=None,
+            message="reconciled: the lead exists after an ambiguous create_lead",
+            data=LeadRef(lead_id) if lead_id is not None else None,
+        )  # fmt: skip
+        if not rest:
+            return ChainResult(actions=(created,), lead_id=lead_id, raw=found.raw)
+        remaining = await self.send(
+            Call({"lead": {"id": lead_id}, "actions": actions}, rest, lead_id),
+            priority=priority,
+            retry=policy,
+        )
+        return ChainResult(
+            actions=(created, *(_shifted(a, 1) for a in remaining.actions)),
+            lead_id=lead_id,
+            raw=remaining.raw,
+        )
+
     async def _post(self, content: bytes, call: Call) -> httpx.Response:
         started = time.perf_counter()
+        timeout = (
+            self._request_timeout if self._request_timeout is not None else httpx.USE_CLIENT_DEFAULT
+        )
         try:
-            response = await self._http.post(self._url, content=content, headers=_HEADERS)
+            response = await self._http.post(
+                self._url, content=content, headers=_HEADERS, timeout=timeout
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # the connection never opened: Kartra never saw the call
+            cls = (
+                KartraConnectionError if isinstance(exc, httpx.ConnectError) else KartraTimeoutError
+            )
+            raise cls(
+                f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})", request_sent=False
+            ) from exc
         except httpx.TimeoutException as exc:
             raise KartraTimeoutError(
                 f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})"
@@ -295,6 +430,16 @@ class AsyncKartra:
                 excerpt=excerpt(body, self._secrets),
             )
         return read_response(status, body, call, secrets=self._secrets)
+
+
+def _shifted(action: ActionResult, by: int) -> ActionResult:
+    index = action.index + by
+    error = action.error
+    if error is not None:
+        error = error_from_code(
+            error.code, error.message, cmd=error.cmd, action_index=index, raw=error.raw
+        )
+    return attrs.evolve(action, index=index, error=error)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -100,6 +100,8 @@ class Command:
     result_key: str | None = None
     #: the type the result's data is structured into (models/); None: message only
     result: Any = None
+    #: for unsafe cmds: how to find out whether an ambiguous call was applied
+    check: str = ""
     success_code: int | None = None
     error_codes: frozenset[int] = frozenset()
     _by_name: Mapping[str, Param] = attrs.field(init=False, repr=False, eq=False)
@@ -526,6 +528,7 @@ _TABLE: tuple[Command, ...] = (
         "a repeat answers 244 'Lead already exists' and loses the created id",
         params=(_p("email", _email, required=True), *LEAD_FIELDS),
         params_in="lead", result_key="lead_details", result=LeadRef, error_codes=frozenset({244, 271}),
+        check="kartra.lead(email).search() finds the lead if it was created",
     ),
     Command(
         "edit_lead", Scope.LEAD, Safety.IDEMPOTENT,
@@ -576,12 +579,14 @@ _TABLE: tuple[Command, ...] = (
             _p("expiration_days", _integer(minimum=0), wire="expiration"),
         ),
         success_code=105, error_codes=frozenset({215, 227}),
+        check="kartra.get_lead(email).score shows whether the points were added",
     ),
     Command(
         "remove_points_from_lead", Scope.LEAD, Safety.UNSAFE,
         "points add up: a repeat removes them twice",
         params=(_p("points", _integer(), required=True),),
         success_code=106, error_codes=frozenset({217, 228}),
+        check="kartra.get_lead(email).score shows whether the points were removed",
     ),
     Command(
         "subscribe_lead_to_sequence_at_step", Scope.LEAD, Safety.IDEMPOTENT,
@@ -607,6 +612,7 @@ _TABLE: tuple[Command, ...] = (
             _p("starting", _starting, spread=True),
         ),
         success_code=112, error_codes=frozenset({255, 256, 257, 258, 260, 261}),
+        check="kartra.get_lead(email).calendars lists the lead's bookings",
     ),
     Command(
         "calendar_cancel", Scope.LEAD, Safety.IDEMPOTENT,
@@ -637,6 +643,7 @@ _TABLE: tuple[Command, ...] = (
             _p("options", _options, wire="custom_field_options"),
         ),
         rules=(_options_match_type,), success_code=114,
+        check="kartra.account.custom_fields() lists the field if it was created",
         error_codes=frozenset({263, 264, 265, 269, 270, 272, 273}),
     ),
     Command(
@@ -651,6 +658,7 @@ _TABLE: tuple[Command, ...] = (
             _p("amount", _decimal(minimum=Decimal(0), exclusive_min=True), wire="refund_amount"),
         ),
         result=RefundResult, error_codes=frozenset({247, 250, 251, 253, 266, 268}),
+        check="kartra.lead(email).transactions() lists a refund transaction if one was made",
     ),
     Command(
         "edit_subscription", Scope.ACCOUNT, Safety.UNSAFE,
@@ -675,6 +683,7 @@ _TABLE: tuple[Command, ...] = (
             ),
         ),
         rules=(_subscription_edit,), success_code=115,
+        check="kartra.subscriptions.get(id) shows the subscription's current settings",
         error_codes=frozenset(
             {248, 260, 261, 268, 275, 276, 277, 278, 280, 281, 282, 283, 284, 285, 290}
         ),
@@ -688,6 +697,7 @@ _TABLE: tuple[Command, ...] = (
         ),
         rules=(_either("transaction_id", "transaction_internal_subscription_id"),),
         result=CancelResult, error_codes=frozenset({248, 249, 252, 253, 267}),
+        check="kartra.subscriptions.get(id).subscription_status shows Cancelled if it was",
     ),
     Command(
         "modify_subscription_status", Scope.ACCOUNT, Safety.UNSAFE,
@@ -702,6 +712,7 @@ _TABLE: tuple[Command, ...] = (
             ),
         ),
         success_code=115, error_codes=frozenset({248, 252, 267, 274, 275, 284}),
+        check="kartra.subscriptions.get(id).subscription_status shows the status now",
     ),
     Command(
         "search_subscription", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",

@@ -105,7 +105,14 @@ class KartraValidationError(KartraError, ValueError):
 
 
 class KartraConnectionError(KartraError):
-    """The HTTP exchange failed (connect error, dropped connection, protocol error)."""
+    """The HTTP exchange failed (connect error, dropped connection, protocol error).
+
+    `request_sent` is False when the connection never opened (Kartra never saw the call).
+    """
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        self.request_sent = request_sent
+        super().__init__(message)
 
 
 class KartraTimeoutError(KartraConnectionError):
@@ -140,7 +147,14 @@ class RateLimitError(KartraError):
 
 
 class AmbiguousResultError(KartraError):
-    """The request may have reached Kartra and been applied; sending it again could repeat it."""
+    """The request may have reached Kartra and been applied, and sending it again could
+    apply it twice, so it was not. `.call` is what was sent (no credentials), `.cause`
+    the failure; the message says how to check what happened."""
+
+    def __init__(self, message: str, *, call: Any = None, cause: BaseException | None = None):
+        self.call = call
+        self.cause = cause
+        super().__init__(message)
 
 
 class KartraAPIError(KartraError):

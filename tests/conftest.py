@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from kartra_async import AsyncKartra
+from kartra_async import AsyncKartra, RetryPolicy
 
 APP_ID = "AIm863DwsOW"
 API_KEY = "QG9GPLW8G"
@@ -92,6 +92,8 @@ def api() -> respx.MockRouter:
 
 @pytest.fixture
 async def kartra(api: respx.MockRouter) -> AsyncIterator[AsyncKartra]:
-    # no rate limiting here: the limiter has its own tests (test_limits.py)
-    async with AsyncKartra(APP_ID, API_KEY, API_PASSWORD, limiter=None) as client:
+    # no rate limiting and no retries here: they have their own tests
+    async with AsyncKartra(
+        APP_ID, API_KEY, API_PASSWORD, limiter=None, retry=RetryPolicy(max_attempts=1)
+    ) as client:
         yield client

@@ -23,7 +23,7 @@ import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kartra_async import AsyncKartra, KartraResponseError
+from kartra_async import AsyncKartra, KartraError
 from kartra_async.wire import encode_form
 
 from .conftest import API_KEY, API_PASSWORD, APP_ID
@@ -341,7 +341,7 @@ async def _bodies(
         route = router.post("").mock(return_value=httpx.Response(200, json={"status": "Success"}))
         async with AsyncKartra(APP_ID, API_KEY, API_PASSWORD, limiter=None) as kartra:
             for _, _, call in samples:
-                with contextlib.suppress(KartraResponseError):  # only the body matters here
+                with contextlib.suppress(KartraError):  # only the body matters here
                     await call(kartra)
                 bodies.append(route.calls.last.request.content.decode())
     return bodies
