@@ -50,6 +50,7 @@ __all__ = ["FAULT_KINDS", "FakeKartra", "Faults", "RecordedRequest", "Reply"]
 
 #: fault kind -> whether the call is applied before the fault strikes
 FAULT_KINDS: dict[str, bool] = {
+    "refuse": False,  #: the connection is refused: Kartra never sees the call
     "http_5xx": False,  #: HTTP 500 (or `status=`) with an HTML body, nothing applied
     "drop_before": False,  #: connection dropped before Kartra saw the call
     "drop_after": True,  #: the call was applied, then the connection dropped
@@ -451,7 +452,7 @@ class FakeKartra:
                 b"<!DOCTYPE html><html><body>Maintenance</body></html>",
                 headers=(("content-type", "text/html"),),
             )
-        return Reply(0, b"", fault=rule.kind)  # drop_before
+        return Reply(0, b"", fault=rule.kind)  # drop_before, refuse
 
     def _fault_after(self, rule: _Rule, reply: Reply) -> Reply:
         if rule.kind == "truncated":

@@ -78,7 +78,7 @@ async def _connection(
             delay = fake.faults.delay()
             if delay:
                 await asyncio.sleep(delay)
-            if reply.fault in ("drop_before", "drop_after"):
+            if reply.fault in ("drop_before", "drop_after", "refuse"):
                 return  # close without an answer
             if reply.fault == "timeout":
                 await reader.read()  # never answer; wait for the client to give up

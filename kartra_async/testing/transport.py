@@ -30,6 +30,8 @@ class FakeTransport(httpx.AsyncBaseTransport):
         delay = self.fake.faults.delay()
         if delay:
             await anyio.sleep(delay)
+        if reply.fault == "refuse":
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         if reply.fault in ("drop_before", "drop_after"):
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
