@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
 from typing import Any
@@ -27,6 +27,7 @@ from ._constants import (
     RATE_LIMIT_RESENDS,
     USER_AGENT,
 )
+from .bulk import FanOut
 from .chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
 from .commands import COMMANDS, Safety
 from .errors import (
@@ -344,8 +345,26 @@ class AsyncKartra:
                 )
             resends += 1
 
+    async def reconcile_create(
+        self, call: Call, *, priority: Priority = "interactive"
+    ) -> ChainResult:
+        """Finish a chain that starts with create_lead and may or may not have been applied
+        (see `_reconcile`); used by fan_out to resume items in flight at a crash."""
+        return await self._reconcile(call, None, priority, self.retry)
+
+    def fan_out(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        build: Callable[[Any], LeadChain],
+        **options: Any,
+    ) -> FanOut:
+        """One chain per item at the limiter's pace (priority "bulk"), with an optional
+        resumable journal: see kartra_async.bulk. Options: concurrency, journal, key,
+        priority, progress, retry_failed, reconcile."""
+        return FanOut(self, items, build, **options)
+
     async def _reconcile(
-        self, call: Call, error: KartraError, priority: Priority, policy: RetryPolicy
+        self, call: Call, error: KartraError | None, priority: Priority, policy: RetryPolicy
     ) -> ChainResult:
         """An ambiguous chain that starts with create_lead: search the lead. Not found:
         nothing was applied (every other action needs the lead), so send it all again.
@@ -364,7 +383,10 @@ class AsyncKartra:
         lead_id = found.lead_id
         rest, actions = call.commands[1:], list(call.payload["actions"][1:])
         if any(c.safety is Safety.UNSAFE for c in rest):
-            raise ambiguous_error(call, error) from error
+            cause = error or KartraError(
+                f"create_lead was applied (lead {lead_id}); the rest may not have been"
+            )
+            raise ambiguous_error(call, cause) from error
         created = ActionResult(
             index=0, cmd="create_lead", ok=True, code=None,
             message="reconciled: the lead exists after an ambiguous create_lead",

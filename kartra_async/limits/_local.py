@@ -12,6 +12,7 @@ waiter cancelled after it was granted, before acquire() returned, hands its gran
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import math
@@ -96,7 +97,9 @@ class Limiter:
         self.stats = LimiterStats()
         self._clock = clock
         self._window = period + margin
-        self._log: deque[float] = deque(maxlen=limit)  #: the last `limit` grant times
+        #: the last `limit` grant times, ascending; a grant's entry moves to the time its
+        #: waiter actually resumed, which is closer to when its request goes out
+        self._log: list[float] = []
         self._queues: dict[Priority, deque[_Waiter]] = {p: deque() for p in PRIORITIES}
         self._waiting = 0
         self._timer: _Waiter | None = None
@@ -118,7 +121,7 @@ class Limiter:
         Cancellation-safe: a cancelled waiter takes no slot."""
         now = self._clock()
         if not self._waiting and self._free(now):
-            self._log.append(now)
+            self._record(now)
             self.stats.grants += 1
             return now
         return await self._wait(priority, now)
@@ -146,6 +149,24 @@ class Limiter:
         return max(at, self._paused_until, now)
 
     # ---- internals
+
+    def _record(self, at: float) -> None:
+        log = self._log
+        if log and at < log[-1]:
+            bisect.insort(log, at)
+        else:
+            log.append(at)
+        if len(log) > self.limit:
+            del log[0]
+
+    def _move(self, granted: float, resumed: float) -> None:
+        """A waiter resumes after its grant (a burst of waiters resumes one by one):
+        count its slot from then, so bursts stay a window apart as they go out."""
+        log = self._log
+        i = bisect.bisect_left(log, granted)
+        if resumed > granted and i < len(log) and log[i] == granted:
+            del log[i]
+            self._record(resumed)
 
     def _free(self, now: float) -> bool:
         if now < self._paused_until:
@@ -178,7 +199,9 @@ class Limiter:
         except BaseException:
             self._leave(waiter)
             raise
-        waited = self._clock() - waiter.queued_at
+        resumed = self._clock()
+        self._move(waiter.granted_at, resumed)
+        waited = resumed - waiter.queued_at
         stats = self.stats
         stats.waits += 1
         stats.wait_total += waited
@@ -222,7 +245,7 @@ class Limiter:
             waiter = self._next_waiter(pop=True)
             self._waiting -= 1
             waiter.granted_at = now
-            self._log.append(now)
+            self._record(now)
             self.stats.grants += 1
             waiter.event.set()
             if self._timer is waiter:
