@@ -208,8 +208,11 @@ def _actions(args: argparse.Namespace) -> Callable[[Any], Any]:
 async def _custom_field_defs(
     kartra: AsyncKartra, path: Path, dry_run: bool
 ) -> dict[str, CustomField] | None:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle), [])
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     if not any(h.strip().lower().startswith("cf:") for h in header):
         return None
     try:
