@@ -95,6 +95,7 @@ class RecordedRequest:
     body: bytes = attrs.field(repr=False)
     fault: str | None
     applied: bool
+    at: float = 0.0  #: when it arrived (the fake's clock, seconds)
 
     @property
     def lead(self) -> dict[str, Any]:
@@ -467,7 +468,7 @@ class FakeKartra:
         if "get_lead" in form:
             cmds = ("get_lead", *cmds)
         self.requests.append(
-            RecordedRequest(form, cmds, reply.status, reply.body, reply.fault, applied)
+            RecordedRequest(form, cmds, reply.status, reply.body, reply.fault, applied, self._clock())
         )
 
     def _authenticate(
