@@ -67,9 +67,11 @@ class LeadChain:
                 )
                 raise KartraValidationError("actions", rule, cmd=cmd)
             wire = command.build({**self._identity, **values})
-            return attrs.evolve(self, lead=wire, actions=((command, {}),))
+            return LeadChain(self._client, self._identity, wire, ((command, {}),))
         wire = command.build(values)
-        return attrs.evolve(self, actions=(*self._actions, (command, wire)))
+        return LeadChain(
+            self._client, self._identity, self._lead, (*self._actions, (command, wire))
+        )
 
     def create(self, **fields: Any) -> LeadChain:
         """create_lead with the lead fields named as in the docs (first_name, phone, ...,

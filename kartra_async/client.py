@@ -137,8 +137,10 @@ class AsyncKartra:
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
         self._owns_http = http_client is None
+        # our own pool carries the headers; a borrowed one gets them on each request
+        self._headers: dict[str, str] | None = None if http_client is None else _HEADERS
         self._http = http_client or httpx.AsyncClient(
-            timeout=timeout, limits=limits, transport=transport
+            timeout=timeout, limits=limits, transport=transport, headers=_HEADERS
         )
         self._timeout = timeout
         #: the rate limiter every request waits on (None: no limiting)
@@ -412,7 +414,7 @@ class AsyncKartra:
         )
         try:
             response = await self._http.post(
-                self._url, content=content, headers=_HEADERS, timeout=timeout
+                self._url, content=content, headers=self._headers, timeout=timeout
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # the connection never opened: Kartra never saw the call

@@ -9,8 +9,9 @@ shapes the docs show into one `ChainResult`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -29,48 +30,49 @@ __all__ = ["Call", "encode_form", "excerpt", "read_response"]
 # --------------------------------------------------------------------------- encoding
 
 
+@lru_cache(maxsize=8192)
 def _quote(text: str) -> str:
     # PHP's urlencode: RFC 1738, space as '+', and unlike Python it escapes '~'.
+    # Cached: keys, cmd names, tags and lists repeat from call to call.
     quoted = quote_plus(text, safe="")
     return quoted.replace("~", "%7E") if "~" in quoted else quoted
 
 
-def _scalar(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if value is True:
-        return "1"
-    if value is False:
-        return "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, float):
-        text = format(Decimal(repr(value)), "f")
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return text
-    if isinstance(value, bytes):
-        return value.decode()
-    return None
+def _float(value: float) -> str:
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _pairs(prefix: str, value: Any) -> Iterator[str]:
-    if value is None:
+def _walk(parts: list[str], prefix: str, value: Any) -> None:
+    kind = type(value)
+    if kind is str:
+        parts.append(f"{prefix}={_quote(value)}")
+    elif kind is int:
+        parts.append(f"{prefix}={value}")
+    elif value is None:
         return
-    scalar = _scalar(value)
-    if scalar is not None:
-        yield f"{prefix}={_quote(scalar)}"
-        return
-    if isinstance(value, Mapping):
-        items: Any = value.items()
+    elif kind is bool:
+        parts.append(f"{prefix}={'1' if value else '0'}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _walk(parts, f"{prefix}%5B{_quote(str(key))}%5D", item)
     elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
+        for index, item in enumerate(value):
+            _walk(parts, f"{prefix}%5B{index}%5D", item)
+    elif isinstance(value, str):
+        parts.append(f"{prefix}={_quote(str(value))}")
+    elif isinstance(value, bool):
+        parts.append(f"{prefix}={'1' if value else '0'}")
+    elif isinstance(value, int):
+        parts.append(f"{prefix}={int(value)}")
+    elif isinstance(value, Decimal):
+        parts.append(f"{prefix}={_quote(format(value, 'f'))}")
+    elif isinstance(value, float):
+        parts.append(f"{prefix}={_quote(_float(value))}")
+    elif isinstance(value, bytes):
+        parts.append(f"{prefix}={_quote(value.decode())}")
     else:
         raise TypeError(f"cannot form-encode {type(value).__name__} at {prefix!r}")
-    for key, item in items:
-        yield from _pairs(f"{prefix}%5B{_quote(str(key))}%5D", item)
 
 
 def encode_form(data: Mapping[str, Any]) -> str:
@@ -82,7 +84,7 @@ def encode_form(data: Mapping[str, Any]) -> str:
     """
     parts: list[str] = []
     for key, value in data.items():
-        parts.extend(_pairs(_quote(str(key)), value))
+        _walk(parts, _quote(str(key)), value)
     return "&".join(parts)
 
 

@@ -468,7 +468,9 @@ class FakeKartra:
         if "get_lead" in form:
             cmds = ("get_lead", *cmds)
         self.requests.append(
-            RecordedRequest(form, cmds, reply.status, reply.body, reply.fault, applied, self._clock())
+            RecordedRequest(
+                form, cmds, reply.status, reply.body, reply.fault, applied, self._clock()
+            )
         )
 
     def _authenticate(
