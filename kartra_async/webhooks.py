@@ -1,0 +1,452 @@
+"""Kartra's callbacks: outbound API events (JSON) and IPN notifications (form posts).
+
+    event = parse_event(body)           # TagAssigned(lead=Lead(...), tag=WebhookTag(...))
+    if isinstance(event, TagAssigned): ...
+    notification = parse_ipn(form)      # SaleTransaction / RefundTransaction / ...
+
+Neither callback is signed and Kartra publishes no event id, so `event.dedupe_key`
+derives a stable one (action, lead id, details) for receivers to drop duplicates.
+An action this SDK does not know becomes `UnknownEvent`, never an error; a body that
+is not a Kartra callback raises KartraWebhookError with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+import attrs
+
+from .convert import structure
+from .errors import KartraError, KartraResponseError
+from .models._base import raw_field
+from .models.lead import CalendarSubscription, Lead, SurveyResult, TransactionType
+from .models.payments import Transaction, TransactionDetails
+
+__all__ = [
+    "EVENT_TYPES",
+    "AffiliateSignup",
+    "CalendarCancelled",
+    "CalendarCompleted",
+    "CalendarSubscribed",
+    "Event",
+    "EventTransaction",
+    "FormFilled",
+    "JvSignup",
+    "KartraWebhookError",
+    "ListSubscribed",
+    "ListUnsubscribed",
+    "MembershipGranted",
+    "MembershipRevoked",
+    "PageVisited",
+    "ProductBought",
+    "ScoreReached",
+    "SequenceCompleted",
+    "SequenceSubscribed",
+    "SequenceUnsubscribed",
+    "SplitTestLinkClicked",
+    "SubscriptionCancelled",
+    "SurveyCompleted",
+    "TagAssigned",
+    "TagUnassigned",
+    "TransactionRefunded",
+    "UnknownEvent",
+    "VideoCompleted",
+    "VideoPlayed",
+    "parse_event",
+    "parse_ipn",
+]
+
+
+class KartraWebhookError(KartraError):
+    """A callback body that is not a Kartra event or IPN notification."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+# ---- what action_details hold
+
+
+@attrs.frozen
+class WebhookList:
+    list_id: int | None = None
+    list_name: str | None = None
+
+
+@attrs.frozen
+class WebhookTag:
+    tag_id: int | None = None
+    tag_name: str | None = None
+
+
+@attrs.frozen
+class WebhookSequence:
+    sequence_id: int | None = None
+    sequence_name: str | None = None
+
+
+@attrs.frozen
+class WebhookMembership:
+    membership_id: int | None = None
+    membership_name: str | None = None
+    level_id: int | None = None
+    level_name: str | None = None
+
+
+@attrs.frozen
+class WebhookForm:
+    form_id: int | None = None
+    form_name: str | None = None
+
+
+@attrs.frozen
+class WebhookVideo:
+    video_id: int | None = None
+    video_name: str | None = None
+
+
+@attrs.frozen
+class WebhookPage:
+    kartra_page_id: int | None = None
+    kartra_page_name: str | None = None
+
+
+@attrs.frozen
+class WebhookSplitTestLink:
+    page_split_test_link_id: int | None = None
+    page_split_test_link_name: str | None = None
+
+
+@attrs.frozen
+class WebhookProduct:
+    product_id: int | None = None
+    product_name: str | None = None
+    official_product_name: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EventTransaction(Transaction):
+    """The transaction of buy_product / cancel_subscription / refund events; the type
+    may be absent in events, and amounts are Decimal."""
+
+    transaction_type: TransactionType | None = None  # type: ignore[assignment]
+    transaction_full_amount: Decimal | None = None
+    transaction_quantity: int | None = None
+
+
+# ---- the events
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """One outbound API event: what happened (`action`) to which `lead`."""
+
+    ACTION: ClassVar[str] = ""
+    action: str
+    lead: Lead
+    raw: Mapping[str, Any] = raw_field()
+
+    @property
+    def dedupe_key(self) -> str:
+        """Stable across Kartra's re-sends of the same event: a hash of the action, the
+        lead's id and the action details (transaction ids included)."""
+        details = self.raw.get("action_details")
+        canonical = json.dumps([self.action, self.lead.id, details], sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+# One class per action, so each has a name users import, match on and type-check.
+
+
+@attrs.frozen(kw_only=True)
+class ListSubscribed(Event):
+    """list_subscription"""
+
+    ACTION: ClassVar[str] = "list_subscription"
+    list: WebhookList | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ListUnsubscribed(Event):
+    """list_unsubscription"""
+
+    ACTION: ClassVar[str] = "list_unsubscription"
+    list: WebhookList | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TagAssigned(Event):
+    """assign_tag"""
+
+    ACTION: ClassVar[str] = "assign_tag"
+    tag: WebhookTag | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TagUnassigned(Event):
+    """unassign_tag"""
+
+    ACTION: ClassVar[str] = "unassign_tag"
+    tag: WebhookTag | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SequenceSubscribed(Event):
+    """sequence_subscription"""
+
+    ACTION: ClassVar[str] = "sequence_subscription"
+    sequence: WebhookSequence | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SequenceUnsubscribed(Event):
+    """sequence_unsubscription"""
+
+    ACTION: ClassVar[str] = "sequence_unsubscription"
+    sequence: WebhookSequence | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SequenceCompleted(Event):
+    """sequence_completion"""
+
+    ACTION: ClassVar[str] = "sequence_completion"
+    sequence: WebhookSequence | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MembershipGranted(Event):
+    """membership_granted"""
+
+    ACTION: ClassVar[str] = "membership_granted"
+    membership: WebhookMembership | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MembershipRevoked(Event):
+    """membership_revoked"""
+
+    ACTION: ClassVar[str] = "membership_revoked"
+    membership: WebhookMembership | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ProductBought(Event):
+    """buy_product"""
+
+    ACTION: ClassVar[str] = "buy_product"
+    transaction_details: EventTransaction | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SubscriptionCancelled(Event):
+    """cancel_subscription"""
+
+    ACTION: ClassVar[str] = "cancel_subscription"
+    transaction_details: EventTransaction | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TransactionRefunded(Event):
+    """A refund. Kartra does not publish this event's action name; "refund" is assumed."""
+
+    ACTION: ClassVar[str] = "refund"
+    transaction_details: EventTransaction | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CalendarSubscribed(Event):
+    """calendar_subscribe"""
+
+    ACTION: ClassVar[str] = "calendar_subscribe"
+    calendar: CalendarSubscription | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CalendarCancelled(Event):
+    """calendar_cancel"""
+
+    ACTION: ClassVar[str] = "calendar_cancel"
+    calendar: CalendarSubscription | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CalendarCompleted(Event):
+    """calendar_complete"""
+
+    ACTION: ClassVar[str] = "calendar_complete"
+    calendar: CalendarSubscription | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SurveyCompleted(Event):
+    """survey_complete"""
+
+    ACTION: ClassVar[str] = "survey_complete"
+    survey: SurveyResult | None = None
+
+
+@attrs.frozen(kw_only=True)
+class FormFilled(Event):
+    """filled_form"""
+
+    ACTION: ClassVar[str] = "filled_form"
+    form: WebhookForm | None = None
+
+
+@attrs.frozen(kw_only=True)
+class VideoPlayed(Event):
+    """video_play"""
+
+    ACTION: ClassVar[str] = "video_play"
+    video: WebhookVideo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class VideoCompleted(Event):
+    """video_complete"""
+
+    ACTION: ClassVar[str] = "video_complete"
+    video: WebhookVideo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PageVisited(Event):
+    """kartra_page_visit"""
+
+    ACTION: ClassVar[str] = "kartra_page_visit"
+    kartra_page: WebhookPage | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SplitTestLinkClicked(Event):
+    """click_page_split_test_link"""
+
+    ACTION: ClassVar[str] = "click_page_split_test_link"
+    page_split_test_link: WebhookSplitTestLink | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ScoreReached(Event):
+    """reaches_score"""
+
+    ACTION: ClassVar[str] = "reaches_score"
+    points: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AffiliateSignup(Event):
+    """affiliate_signup"""
+
+    ACTION: ClassVar[str] = "affiliate_signup"
+    product: WebhookProduct | None = None
+
+
+@attrs.frozen(kw_only=True)
+class JvSignup(Event):
+    """jv_signup"""
+
+    ACTION: ClassVar[str] = "jv_signup"
+    product: WebhookProduct | None = None
+
+
+@attrs.frozen(kw_only=True)
+class UnknownEvent(Event):
+    """An action this SDK does not know (Kartra adds events without notice)."""
+
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+EVENT_TYPES: Mapping[str, type[Event]] = {
+    cls.ACTION: cls
+    for cls in (
+        ListSubscribed, ListUnsubscribed, TagAssigned, TagUnassigned, SequenceSubscribed,
+        SequenceUnsubscribed, SequenceCompleted, MembershipGranted, MembershipRevoked,
+        ProductBought, SubscriptionCancelled, TransactionRefunded, CalendarSubscribed,
+        CalendarCancelled, CalendarCompleted, SurveyCompleted, FormFilled, VideoPlayed,
+        VideoCompleted, PageVisited, SplitTestLinkClicked, ScoreReached, AffiliateSignup,
+        JvSignup,
+    )
+}  # fmt: skip
+"""action -> Event class, for the 24 events of OUTBOUND_EVENTS.md."""
+
+for _cls in (*EVENT_TYPES.values(), UnknownEvent, EventTransaction):
+    attrs.resolve_types(_cls)
+
+
+def _detail_field(cls: type[Event]) -> attrs.Attribute[Any]:
+    field: attrs.Attribute[Any] = next(
+        f for f in attrs.fields(cls) if f.name not in ("action", "lead", "raw")
+    )
+    return field
+
+
+def _load(body: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(body, Mapping):
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise KartraWebhookError("the event body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise KartraWebhookError(f"the event body is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def parse_event(body: bytes | str | Mapping[str, Any]) -> Event:
+    """Parse an outbound API event (the raw POST body, or its decoded JSON)."""
+    data = _load(body)
+    action = data.get("action")
+    if not isinstance(action, str) or not action:
+        raise KartraWebhookError("the event has no 'action'")
+    lead_data = data.get("lead")
+    if not isinstance(lead_data, Mapping):
+        raise KartraWebhookError("the event has no 'lead' object")
+    details = data.get("action_details") or {}
+    if not isinstance(details, (Mapping, int, str)):
+        raise KartraWebhookError("'action_details' is not an object")
+    try:
+        lead = structure(lead_data, Lead, what=f"the {action} event's lead")
+        cls = EVENT_TYPES.get(action)
+        if cls is None:
+            event: Event = UnknownEvent(
+                action=action,
+                lead=lead,
+                details=dict(details) if isinstance(details, Mapping) else {"value": details},
+            )
+        else:
+            field = _detail_field(cls)
+            raw_detail = details.get(field.name) if isinstance(details, Mapping) else details
+            value = (
+                structure(raw_detail, field.type, what=f"the {action} event's {field.name}")
+                if raw_detail is not None
+                else None
+            )
+            event = cls(action=action, lead=lead, **{field.name: value})  # type: ignore[arg-type]
+    except KartraResponseError as exc:
+        raise KartraWebhookError(exc.reason) from None
+    object.__setattr__(event, "raw", data)
+    return event
+
+
+def parse_ipn(form: Mapping[str, Any] | bytes | str) -> Transaction:
+    """Parse an IPN notification (flat form fields; "N/A" for empty ones) into the
+    transaction class of its transaction_type (SaleTransaction, RefundTransaction, ...)."""
+    if isinstance(form, (bytes, str)):
+        text = form.decode("utf-8", "replace") if isinstance(form, bytes) else form
+        data: Mapping[str, Any] = dict(parse_qsl(text, keep_blank_values=True))
+    else:
+        data = form
+    if not data.get("transaction_id") or not data.get("transaction_type"):
+        raise KartraWebhookError("the IPN has no transaction_id or transaction_type")
+    try:
+        result: Transaction = structure(dict(data), TransactionDetails, what="the IPN")
+    except KartraResponseError as exc:
+        raise KartraWebhookError(exc.reason) from None
+    return result
