@@ -124,7 +124,8 @@ async def measure() -> dict[str, float]:
 
         async def sdk_get() -> object:
             lead = await kartra.get_lead("john@example.com")
-            assert isinstance(lead, Lead) and len(lead.surveys) == 2
+            assert isinstance(lead, Lead)
+            assert len(lead.surveys) == 2
             return lead
 
         out["sdk_get"] = await best(sdk_get)
