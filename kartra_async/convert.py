@@ -230,6 +230,9 @@ def _attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
 _MISSING = object()
 
 
+_MONEY = re.compile(r"-?\d+(?:\.\d+)?")
+
+
 def _fast_datetime(value: str) -> datetime | None:
     """The common case of structure_datetime, or None to take the slow path."""
     if (len(value) == 19 or len(value) == 16) and value[10] == " " and value[4] == "-":
@@ -263,6 +266,9 @@ def _fast_attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], A
         "cls": cls,
         "_set": object.__setattr__,
         "_dt": _fast_datetime,
+        "_bools": {"0": False, "1": True},
+        "_dec": Decimal,
+        "_money": _MONEY.fullmatch,
     }
     lines = [
         "def structure(o, _):",
@@ -295,11 +301,16 @@ def _fast_attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], A
             )
         elif inner is datetime:
             expr = f"d if v.__class__ is str and (d := _dt(v)) is not None else {call}"
+        elif inner is bool:
+            expr = f"r if v.__class__ is str and (r := _bools.get(v)) is not None else {call}"
+        elif inner is Decimal:
+            expr = f"_dec(v) if v.__class__ is str and _money(v) else {call}"
         elif isinstance(inner, type) and issubclass(inner, (KartraStrEnum, KartraIntEnum)):
             ns[f"m{i}"] = _enum_lookup(inner)
             expr = (
-                f"r if (v.__class__ is str or v.__class__ is int) and (r := m{i}.get(v)) "
-                f"is not None else {call}"
+                f"r if (v.__class__ is int and (r := m{i}.get(v)) is not None) or (v.__class__ is str "
+                f"and ((r := m{i}.get(v)) is not None or (r := m{i}.get(v.casefold())) is not None)) "
+                f"else {call}"
             )
         elif typing.get_origin(tp) is list and (cls, field.name) not in _FIELD_HOOKS:
             (element,) = typing.get_args(tp)
