@@ -7,7 +7,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +56,52 @@ def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> s
 def verdict(ok: bool, what: str) -> bool:
     print(("PASS " if ok else "MISS ") + what)
     return ok
+
+
+#: Kartra's answer to create_lead + assign_tag + subscribe_lead_to_list (fake and overhead)
+CHAIN_ANSWER = json.dumps(
+    {
+        "status": "Success",
+        "lead": {"Status": "Created"},
+        "actions": [
+            {"create_lead": {"status": "Success", "lead_details": {"id": "1234"}}},
+            {"assign_tag": {"status": "Success", "message": "Tag added to lead", "type": "103"}},
+            {
+                "subscribe_lead_to_list": {
+                    "status": "Success",
+                    "message": "Lead subscribed to list",
+                    "type": "101",
+                }
+            },
+        ],
+    }
+).encode()
+
+
+def compare(
+    title: str, unit: str, baseline: tuple[str, float], *others: tuple[str, float]
+) -> list[float]:
+    """Print a table of seconds per call in `unit` (us) with ratios to the baseline row."""
+    rows = [(f"{baseline[0]} (baseline)", f"{baseline[1] * 1e6:.1f}", "1.00")]
+    ratios = [seconds / baseline[1] for _, seconds in others]
+    rows += [
+        (name, f"{seconds * 1e6:.1f}", f"{r:.2f}")
+        for (name, seconds), r in zip(others, ratios, strict=True)
+    ]
+    print(table(f"{title} ({machine()})", rows, ("what", unit, "ratio")))
+    return ratios
+
+
+async def best_async(
+    fn: Callable[[], Awaitable[object]], *, number: int = 3000, repeat: int = 7, warmup: int = 300
+) -> float:
+    """Seconds per await of `fn`: the best of `repeat` runs of `number` awaits."""
+    for _ in range(warmup):
+        await fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            await fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best

@@ -11,12 +11,11 @@ Exit status 1 when the target is missed or an answer is wrong.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 
 import httpx
-from _common import machine, table, verdict
+from _common import CHAIN_ANSWER, compare, verdict
 
 from kartra_async.testing import FakeKartra
 
@@ -33,27 +32,8 @@ def body_for(i: int) -> bytes:
     ).encode()
 
 
-CANNED = json.dumps(
-    {
-        "status": "Success",
-        "lead": {"Status": "Created"},
-        "actions": [
-            {"create_lead": {"status": "Success", "lead_details": {"id": "1234"}}},
-            {"assign_tag": {"status": "Success", "message": "Tag added to lead", "type": "103"}},
-            {
-                "subscribe_lead_to_list": {
-                    "status": "Success",
-                    "message": "Lead subscribed to list",
-                    "type": "101",
-                }
-            },
-        ],
-    }
-).encode()
-
-
 async def mock_round_trip(bodies: list[bytes]) -> float:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=CANNED))
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=CHAIN_ANSWER))
     async with httpx.AsyncClient(transport=transport) as client:
         for body in bodies[:200]:
             await client.post("http://127.0.0.1/api", content=body)
@@ -90,16 +70,11 @@ def main() -> int:
     bodies = [body_for(i) for i in range(N)]
     baseline = asyncio.run(mock_round_trip(bodies))
     ours, correct = fake_work(bodies)
-    ratio = ours / baseline
-    print(
-        table(
-            f"Fake Kartra work per call vs httpx MockTransport round trip ({machine()})",
-            [
-                ("httpx MockTransport round trip (baseline)", f"{baseline * 1e6:.1f}", "1.00"),
-                ("FakeKartra.handle (create + tag + list)", f"{ours * 1e6:.1f}", f"{ratio:.2f}"),
-            ],
-            ("what", "us/call", "ratio"),
-        )
+    (ratio,) = compare(
+        "Fake Kartra work per call vs httpx MockTransport round trip",
+        "us/call",
+        ("httpx MockTransport round trip", baseline),
+        ("FakeKartra.handle (create + tag + list)", ours),
     )
     ok = verdict(correct, "the fake applied every call")
     ok &= verdict(ratio <= 1.0, f"fake/mock ratio {ratio:.2f} <= 1.0")

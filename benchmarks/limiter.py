@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from _common import ROOT, machine, table, verdict
 
 from kartra_async.limits import Limiter
+from kartra_async.testing.redis_server import redis_server
 
 LIMIT = 200
 N = 2000
@@ -112,27 +111,6 @@ async def contended(name: str) -> dict[str, float]:
 
 
 # ---- Redis
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.terminate()
-    return None
 
 
 async def redis_costs(url: str) -> tuple[float, float]:
@@ -233,17 +211,13 @@ def main() -> int:
         ours_ns <= 0.8 * aio_ns, f"uncontended {ours_ns / aio_ns:.2f} x aiolimiter's <= 0.8"
     )
 
-    server = start_redis()
-    if server is None:
+    try:
+        with redis_server() as url:
+            ours_s, raw_s = asyncio.run(redis_costs(url))
+            slots_max, woke_max, used = four_processes(url)
+    except FileNotFoundError:
         print("MISS redis-server is not installed: the Redis targets were not measured")
         return 1
-    process, url = server
-    try:
-        ours_s, raw_s = asyncio.run(redis_costs(url))
-        slots_max, woke_max, used = four_processes(url)
-    finally:
-        process.terminate()
-        process.wait(10)
     print(
         table(
             "Redis limiter (redis-server on 127.0.0.1)",

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from _common import GET_LEAD_SAMPLE, best_of, machine, table, verdict
+from _common import GET_LEAD_SAMPLE, best_of, compare, verdict
 
 from kartra_async.convert import converter
 from kartra_async.models import Lead
@@ -195,16 +195,11 @@ def main() -> int:
     )
     cattrs_s = best_of(lambda: converter.structure(data, Lead), number=2000)
     pydantic_s = best_of(lambda: PLead.model_validate(data), number=2000)
-    ratio = cattrs_s / pydantic_s
-    print(
-        table(
-            f"Structuring the docs' get_lead sample ({machine()})",
-            [
-                ("pydantic v2 (baseline)", f"{pydantic_s * 1e6:.1f}", "1.00"),
-                ("kartra_async cattrs", f"{cattrs_s * 1e6:.1f}", f"{ratio:.2f}"),
-            ],
-            ("what", "us/lead", "ratio"),
-        )
+    (ratio,) = compare(
+        "Structuring the docs' get_lead sample",
+        "us/lead",
+        ("pydantic v2", pydantic_s),
+        ("kartra_async cattrs", cattrs_s),
     )
     ok = verdict(correct, "both give the same lead")
     ok &= verdict(ratio <= 1.0, f"cattrs/pydantic ratio {ratio:.2f} <= 1.0")

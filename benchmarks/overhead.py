@@ -14,33 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
-from collections.abc import Awaitable, Callable
 
 import httpx
-from _common import GET_LEAD_BODY, machine, table, verdict
+from _common import CHAIN_ANSWER, GET_LEAD_BODY, best_async, compare, verdict
 
 from kartra_async import AsyncKartra, Limiter
 from kartra_async.models import Lead
 
 URL = "https://app.kartra.com/api"
-CHAIN_ANSWER = json.dumps(
-    {
-        "status": "Success",
-        "lead": {"Status": "Created"},
-        "actions": [
-            {"create_lead": {"status": "Success", "lead_details": {"id": "1234"}}},
-            {"assign_tag": {"status": "Success", "message": "Tag added to lead", "type": "103"}},
-            {
-                "subscribe_lead_to_list": {
-                    "status": "Success",
-                    "message": "Lead subscribed to list",
-                    "type": "101",
-                }
-            },
-        ],
-    }
-).encode()
 FORM = {
     "app_id": "AIm863DwsOW",
     "api_key": "QG9GPLW8G",
@@ -66,18 +47,6 @@ def transport(body: bytes) -> httpx.MockTransport:
     return httpx.MockTransport(lambda request: httpx.Response(200, content=body))
 
 
-async def best(fn: Callable[[], Awaitable[object]], n: int = 3000, repeat: int = 7) -> float:
-    for _ in range(300):
-        await fn()
-    result = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        result = min(result, (time.perf_counter() - start) / n)
-    return result
-
-
 async def measure() -> dict[str, float]:
     out = {}
     async with httpx.AsyncClient(transport=transport(CHAIN_ANSWER)) as plain:
@@ -86,7 +55,7 @@ async def measure() -> dict[str, float]:
             response = await plain.post(URL, data=FORM)
             return json.loads(response.content)
 
-        out["floor_chain"] = await best(floor_chain)
+        out["floor_chain"] = await best_async(floor_chain)
     limiter = Limiter(10**9, 1.0)  # on, never reached
     async with AsyncKartra(
         "AIm863DwsOW",
@@ -106,14 +75,14 @@ async def measure() -> dict[str, float]:
             assert result.lead_id == 1234
             return result
 
-        out["sdk_chain"] = await best(sdk_chain)
+        out["sdk_chain"] = await best_async(sdk_chain)
     async with httpx.AsyncClient(transport=transport(GET_LEAD_BODY)) as plain:
 
         async def floor_get() -> object:
             response = await plain.post(URL, data=GET_LEAD_FORM)
             return json.loads(response.content)
 
-        out["floor_get"] = await best(floor_get)
+        out["floor_get"] = await best_async(floor_get)
     async with AsyncKartra(
         "AIm863DwsOW",
         "QG9GPLW8G",
@@ -128,36 +97,23 @@ async def measure() -> dict[str, float]:
             assert len(lead.surveys) == 2
             return lead
 
-        out["sdk_get"] = await best(sdk_get)
+        out["sdk_get"] = await best_async(sdk_get)
     return out
 
 
 def main() -> int:
     t = asyncio.run(measure())
-    chain, get = t["sdk_chain"] / t["floor_chain"], t["sdk_get"] / t["floor_get"]
-    print(
-        table(
-            f"The SDK's own cost per call, httpx MockTransport ({machine()})",
-            [
-                (
-                    "floor: hand-written post + json.loads (3-action chain)",
-                    f"{t['floor_chain'] * 1e6:.1f}",
-                    "1.00",
-                ),
-                (
-                    "kartra_async: lead().create().assign_tag().subscribe_list()",
-                    f"{t['sdk_chain'] * 1e6:.1f}",
-                    f"{chain:.2f}",
-                ),
-                (
-                    "floor: hand-written get_lead + json.loads (docs' full sample)",
-                    f"{t['floor_get'] * 1e6:.1f}",
-                    "1.00",
-                ),
-                ("kartra_async: get_lead() -> Lead", f"{t['sdk_get'] * 1e6:.1f}", f"{get:.2f}"),
-            ],
-            ("what", "us/call", "ratio"),
-        )
+    (chain,) = compare(
+        "The SDK's own cost per call, 3-action chain, httpx MockTransport",
+        "us/call",
+        ("hand-written post + json.loads", t["floor_chain"]),
+        ("kartra_async: lead().create().assign_tag().subscribe_list()", t["sdk_chain"]),
+    )
+    (get,) = compare(
+        "The SDK's own cost per call, get_lead with the docs' full sample",
+        "us/call",
+        ("hand-written post + json.loads", t["floor_get"]),
+        ("kartra_async: get_lead() -> Lead", t["sdk_get"]),
     )
     ok = verdict(chain <= 1.15, f"chain ratio {chain:.2f} <= 1.15")
     ok &= verdict(get <= 1.3, f"get_lead ratio {get:.2f} <= 1.3")

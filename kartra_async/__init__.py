@@ -1,5 +1,6 @@
 """kartra_async: the async Python SDK for Kartra's API."""
 
+from .bulk import FanOut, Journal, Outcome, Summary
 from .chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
 from .client import AsyncKartra
 from .commands import COMMANDS, UNTIL_CANCELLED, Command, Safety, Scope
@@ -62,7 +63,9 @@ __all__ = [
     "ClassNotFoundError",
     "Command",
     "CustomFieldExistsError",
+    "FanOut",
     "InvalidParameterError",
+    "Journal",
     "KartraAPIError",
     "KartraConnectionError",
     "KartraError",
@@ -77,6 +80,7 @@ __all__ = [
     "Limiter",
     "ListNotFoundError",
     "NotFoundError",
+    "Outcome",
     "PaymentStateError",
     "PermissionDeniedError",
     "ProductNotFoundError",
@@ -90,6 +94,7 @@ __all__ = [
     "StepNotFoundError",
     "SubscriptionCalls",
     "SubscriptionNotFoundError",
+    "Summary",
     "TagNotFoundError",
     "TransactionCalls",
     "TransactionNotFoundError",

@@ -2,10 +2,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qsl
 
@@ -14,6 +10,7 @@ import pytest
 import respx
 
 from kartra_async import AsyncKartra, RetryPolicy
+from kartra_async.testing.redis_server import redis_server
 
 APP_ID = "AIm863DwsOW"
 API_KEY = "QG9GPLW8G"
@@ -55,33 +52,13 @@ def fields(request: httpx.Request) -> list[tuple[str, str]]:
 def redis_url() -> Iterator[str]:
     """A real redis-server on 127.0.0.1 for this test session (a free port, no disk).
     Where none can be started the Redis tests skip, except under CI=true, where they fail."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    try:
+        with redis_server() as url:
+            yield url
+    except FileNotFoundError:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but redis-server is missing: .ci/run installs it")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
