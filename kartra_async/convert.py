@@ -233,17 +233,6 @@ _MISSING = object()
 _MONEY = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def _fast_datetime(value: str) -> datetime | None:
-    """The common case of structure_datetime, or None to take the slow path."""
-    if (len(value) == 19 or len(value) == 16) and value[10] == " " and value[4] == "-":
-        try:
-            naive = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return datetime.combine(naive, naive.time(), KARTRA_TZ)  # 4x faster than .replace
-    return None
-
-
 @cache
 def _enum_lookup(cls: type[enum.Enum]) -> dict[Any, Any]:
     """Every spelling of each member Kartra uses: the value, its str() and casefold()."""
@@ -265,7 +254,10 @@ def _fast_attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], A
         "_M": _MISSING,
         "cls": cls,
         "_set": object.__setattr__,
-        "_dt": _fast_datetime,
+        "_new": object.__new__,
+        "_iso": datetime.fromisoformat,
+        "_comb": datetime.combine,
+        "_tz": KARTRA_TZ,
         "_bools": {"0": False, "1": True},
         "_dec": Decimal,
         "_money": _MONEY.fullmatch,
@@ -295,12 +287,14 @@ def _fast_attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], A
             text_ok = "v.__class__ is str" + (" and v != 'N/A'" if inner is not tp else "")
             expr = f"v if {text_ok} else {call}"
         elif inner is int:
-            expr = (
-                f"v if v.__class__ is int else int(v) if v.__class__ is str and v.isdigit() "
-                f"and v.isascii() else {call}"
-            )
+            expr = f"v if v.__class__ is int else int(v) if v.__class__ is str and v.isdigit() else {call}"
         elif inner is datetime:
-            expr = f"d if v.__class__ is str and (d := _dt(v)) is not None else {call}"
+            # an unreal date makes fromisoformat raise: `structure` then redoes the whole
+            # answer with the explaining converter, which says what is wrong
+            expr = (
+                f"_comb(d, d.time(), _tz) if v.__class__ is str and (len(v) == 19 or len(v) == 16) "
+                f"and v[10] == ' ' and v[0] != '0' and (d := _iso(v)) else {call}"
+            )
         elif inner is bool:
             expr = f"r if v.__class__ is str and (r := _bools.get(v)) is not None else {call}"
         elif inner is Decimal:
@@ -333,9 +327,20 @@ def _fast_attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], A
                 default = f"d{i}"
             lines.append(f"    a{i} = {default} if v is _M else {expr}")
         args.append(f"{field.name}=a{i}" if field.kw_only else f"a{i}")
-    lines.append(f"    obj = cls({', '.join(args)})")
-    if has_raw:
-        lines.append("    _set(obj, 'raw', o)")
+    plain = "__slots__" not in cls.__dict__ and not getattr(cls, "__attrs_post_init__", None)
+    plain = plain and all(f.validator is None and f.converter is None for f in attrs.fields(cls))
+    if plain:
+        # a frozen dict-based model: fill its __dict__ in one step instead of one
+        # frozen setattr per field in __init__ (the fields are all known here)
+        values = [f"{f.name!r}: a{i}" for i, f in enumerate(attrs.fields(cls)) if f.name != "raw"]
+        if has_raw:
+            values.append("'raw': o")
+        lines.append("    obj = _new(cls)")
+        lines.append(f"    _set(obj, '__dict__', {{{', '.join(values)}}})")
+    else:
+        lines.append(f"    obj = cls({', '.join(args)})")
+        if has_raw:
+            lines.append("    _set(obj, 'raw', o)")
     lines.append("    return obj")
     code = compile("\n".join(lines), f"<kartra_async structure {cls.__qualname__}>", "exec")
     exec(code, ns)
@@ -372,11 +377,19 @@ def _transaction_details_hook(conv: cattrs.Converter) -> Callable[[Any, Any], Tr
 
 
 def _field_value_hook(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """CustomFieldValue.value: the text of a text field, or the chosen options."""
+    options: list[Callable[[Any, Any], Any]] = []  # FieldOption's hook, found on first use
+
     def hook(value: Any, _: Any) -> Any:
+        if value.__class__ is str:
+            return value
         if value is None:
             return ""
         if isinstance(value, list):
-            return conv.structure(value, list[FieldOption])
+            if not options:
+                options.append(conv.get_structure_hook(FieldOption))
+            structure_option = options[0]
+            return [structure_option(item, FieldOption) for item in value]
         return structure_str(value)
 
     return hook

@@ -73,25 +73,25 @@ class KartraWebhookError(KartraError):
 # ---- what action_details hold
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookList:
     list_id: int | None = None
     list_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookTag:
     tag_id: int | None = None
     tag_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookSequence:
     sequence_id: int | None = None
     sequence_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookMembership:
     membership_id: int | None = None
     membership_name: str | None = None
@@ -99,38 +99,38 @@ class WebhookMembership:
     level_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookForm:
     form_id: int | None = None
     form_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookVideo:
     video_id: int | None = None
     video_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookPage:
     kartra_page_id: int | None = None
     kartra_page_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookSplitTestLink:
     page_split_test_link_id: int | None = None
     page_split_test_link_name: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class WebhookProduct:
     product_id: int | None = None
     product_name: str | None = None
     official_product_name: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class EventTransaction(Transaction):
     """The transaction of buy_product / cancel_subscription / refund events; the type
     may be absent in events, and amounts are Decimal."""
@@ -143,7 +143,7 @@ class EventTransaction(Transaction):
 # ---- the events
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Event:
     """One outbound API event: what happened (`action`) to which `lead`."""
 
@@ -164,7 +164,7 @@ class Event:
 # One class per action, so each has a name users import, match on and type-check.
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ListSubscribed(Event):
     """list_subscription"""
 
@@ -172,7 +172,7 @@ class ListSubscribed(Event):
     list: WebhookList | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ListUnsubscribed(Event):
     """list_unsubscription"""
 
@@ -180,7 +180,7 @@ class ListUnsubscribed(Event):
     list: WebhookList | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class TagAssigned(Event):
     """assign_tag"""
 
@@ -188,7 +188,7 @@ class TagAssigned(Event):
     tag: WebhookTag | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class TagUnassigned(Event):
     """unassign_tag"""
 
@@ -196,7 +196,7 @@ class TagUnassigned(Event):
     tag: WebhookTag | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class SequenceSubscribed(Event):
     """sequence_subscription"""
 
@@ -204,7 +204,7 @@ class SequenceSubscribed(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class SequenceUnsubscribed(Event):
     """sequence_unsubscription"""
 
@@ -212,7 +212,7 @@ class SequenceUnsubscribed(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class SequenceCompleted(Event):
     """sequence_completion"""
 
@@ -220,7 +220,7 @@ class SequenceCompleted(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class MembershipGranted(Event):
     """membership_granted"""
 
@@ -228,7 +228,7 @@ class MembershipGranted(Event):
     membership: WebhookMembership | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class MembershipRevoked(Event):
     """membership_revoked"""
 
@@ -236,7 +236,7 @@ class MembershipRevoked(Event):
     membership: WebhookMembership | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ProductBought(Event):
     """buy_product"""
 
@@ -244,7 +244,7 @@ class ProductBought(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class SubscriptionCancelled(Event):
     """cancel_subscription"""
 
@@ -252,7 +252,7 @@ class SubscriptionCancelled(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class TransactionRefunded(Event):
     """A refund. Kartra does not publish this event's action name; "refund" is assumed."""
 
@@ -260,7 +260,7 @@ class TransactionRefunded(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class CalendarSubscribed(Event):
     """calendar_subscribe"""
 
@@ -268,7 +268,7 @@ class CalendarSubscribed(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class CalendarCancelled(Event):
     """calendar_cancel"""
 
@@ -276,7 +276,7 @@ class CalendarCancelled(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class CalendarCompleted(Event):
     """calendar_complete"""
 
@@ -284,7 +284,7 @@ class CalendarCompleted(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class SurveyCompleted(Event):
     """survey_complete"""
 
@@ -292,7 +292,7 @@ class SurveyCompleted(Event):
     survey: SurveyResult | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class FormFilled(Event):
     """filled_form"""
 
@@ -300,7 +300,7 @@ class FormFilled(Event):
     form: WebhookForm | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class VideoPlayed(Event):
     """video_play"""
 
@@ -308,7 +308,7 @@ class VideoPlayed(Event):
     video: WebhookVideo | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class VideoCompleted(Event):
     """video_complete"""
 
@@ -316,7 +316,7 @@ class VideoCompleted(Event):
     video: WebhookVideo | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class PageVisited(Event):
     """kartra_page_visit"""
 
@@ -324,7 +324,7 @@ class PageVisited(Event):
     kartra_page: WebhookPage | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class SplitTestLinkClicked(Event):
     """click_page_split_test_link"""
 
@@ -332,7 +332,7 @@ class SplitTestLinkClicked(Event):
     page_split_test_link: WebhookSplitTestLink | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ScoreReached(Event):
     """reaches_score"""
 
@@ -340,7 +340,7 @@ class ScoreReached(Event):
     points: int | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class AffiliateSignup(Event):
     """affiliate_signup"""
 
@@ -348,7 +348,7 @@ class AffiliateSignup(Event):
     product: WebhookProduct | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class JvSignup(Event):
     """jv_signup"""
 
@@ -356,7 +356,7 @@ class JvSignup(Event):
     product: WebhookProduct | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class UnknownEvent(Event):
     """An action this SDK does not know (Kartra adds events without notice)."""
 

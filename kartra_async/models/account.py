@@ -13,7 +13,7 @@ from .lead import CustomFieldType, FieldOption
 __all__ = ["CustomField"]
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class CustomField:
     """One custom field of the account (retrieve_custom_fields)."""
 
