@@ -128,9 +128,9 @@ def structure_tag_names(value: Any, _: Any = None) -> list[str]:
         raise ValueError(f"expected a list of tags, got {type(value).__name__}")
     names = []
     for item in value:
-        if isinstance(item, Mapping):
+        if item.__class__ is dict or isinstance(item, Mapping):
             item = item.get("tag_name")
-        names.append(structure_str(item))
+        names.append(item if item.__class__ is str else structure_str(item))
     return names
 
 

@@ -208,9 +208,10 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
             data = rest or None
         if data is not None and command.result is not None:
             try:
-                data = structure(data, command.result, what=f"action {index} ({command.name})")
+                data = structure(data, command.result)
             except KartraResponseError as exc:
-                raise fail(exc.reason) from exc
+                reason = exc.reason.replace("Kartra's answer", f"action {index} ({command.name})", 1)
+                raise fail(reason) from exc
     else:
         error = error_from_code(code, message, cmd=command.name, action_index=index, raw=raw)
     return ActionResult(
