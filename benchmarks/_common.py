@@ -22,22 +22,6 @@ GET_LEAD_SAMPLE: dict[str, Any] = sample(
 GET_LEAD_BODY = json.dumps(GET_LEAD_SAMPLE).encode()
 
 
-def best_of(fn: Callable[[], object], *, number: int, repeat: int = 7) -> float:
-    """Seconds per call: the best of `repeat` runs of `number` calls (GC off while timing)."""
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            best = min(best, (time.perf_counter() - start) / number)
-        finally:
-            gc.enable()
-    return best
-
-
 def machine() -> str:
     return f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
 
@@ -92,16 +76,41 @@ def compare(
     return ratios
 
 
-async def best_async(
-    fn: Callable[[], Awaitable[object]], *, number: int = 3000, repeat: int = 7, warmup: int = 300
-) -> float:
-    """Seconds per await of `fn`: the best of `repeat` runs of `number` awaits."""
-    for _ in range(warmup):
-        await fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
+def interleaved(
+    fns: dict[str, Callable[[], object]], *, number: int, rounds: int = 15
+) -> dict[str, float]:
+    """Seconds per call of each function, measured in alternating rounds (so drifting
+    machine load hits every contestant alike); the best round of each counts."""
+    best = dict.fromkeys(fns, float("inf"))
+    for fn in fns.values():
+        for _ in range(number // 10 + 1):
+            fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            gc.collect()
+            gc.disable()
+            try:
+                start = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                best[name] = min(best[name], (time.perf_counter() - start) / number)
+            finally:
+                gc.enable()
+    return best
+
+
+async def interleaved_async(
+    fns: dict[str, Callable[[], Awaitable[object]]], *, number: int, rounds: int = 15
+) -> dict[str, float]:
+    """interleaved() for coroutine functions."""
+    best = dict.fromkeys(fns, float("inf"))
+    for fn in fns.values():
+        for _ in range(number // 10 + 1):
             await fn()
-        best = min(best, (time.perf_counter() - start) / number)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                await fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / number)
     return best

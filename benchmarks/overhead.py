@@ -16,7 +16,7 @@ import json
 import sys
 
 import httpx
-from _common import CHAIN_ANSWER, GET_LEAD_BODY, best_async, compare, verdict
+from _common import CHAIN_ANSWER, GET_LEAD_BODY, compare, interleaved_async, verdict
 
 from kartra_async import AsyncKartra, Limiter
 from kartra_async.models import Lead
@@ -48,26 +48,24 @@ def transport(body: bytes) -> httpx.MockTransport:
 
 
 async def measure() -> dict[str, float]:
-    out = {}
-    async with httpx.AsyncClient(transport=transport(CHAIN_ANSWER)) as plain:
+    limiter = Limiter(10**9, 1.0)  # on, never reached
+    chain_http = httpx.AsyncClient(transport=transport(CHAIN_ANSWER))
+    get_http = httpx.AsyncClient(transport=transport(GET_LEAD_BODY))
+    credentials = ("AIm863DwsOW", "QG9GPLW8G", "kdwFAfwrfVS")
+    async with (
+        chain_http,
+        get_http,
+        AsyncKartra(*credentials, transport=transport(CHAIN_ANSWER), limiter=limiter) as chain_sdk,
+        AsyncKartra(*credentials, transport=transport(GET_LEAD_BODY), limiter=limiter) as get_sdk,
+    ):
 
         async def floor_chain() -> object:
-            response = await plain.post(URL, data=FORM)
+            response = await chain_http.post(URL, data=FORM)
             return json.loads(response.content)
-
-        out["floor_chain"] = await best_async(floor_chain)
-    limiter = Limiter(10**9, 1.0)  # on, never reached
-    async with AsyncKartra(
-        "AIm863DwsOW",
-        "QG9GPLW8G",
-        "kdwFAfwrfVS",
-        transport=transport(CHAIN_ANSWER),
-        limiter=limiter,
-    ) as kartra:
 
         async def sdk_chain() -> object:
             result = await (
-                kartra.lead("john@example.com")
+                chain_sdk.lead("john@example.com")
                 .create(first_name="John", last_name="Smith")
                 .assign_tag("My customer")
                 .subscribe_list("Newsletter")
@@ -75,30 +73,25 @@ async def measure() -> dict[str, float]:
             assert result.lead_id == 1234
             return result
 
-        out["sdk_chain"] = await best_async(sdk_chain)
-    async with httpx.AsyncClient(transport=transport(GET_LEAD_BODY)) as plain:
-
         async def floor_get() -> object:
-            response = await plain.post(URL, data=GET_LEAD_FORM)
+            response = await get_http.post(URL, data=GET_LEAD_FORM)
             return json.loads(response.content)
 
-        out["floor_get"] = await best_async(floor_get)
-    async with AsyncKartra(
-        "AIm863DwsOW",
-        "QG9GPLW8G",
-        "kdwFAfwrfVS",
-        transport=transport(GET_LEAD_BODY),
-        limiter=limiter,
-    ) as kartra:
-
         async def sdk_get() -> object:
-            lead = await kartra.get_lead("john@example.com")
+            lead = await get_sdk.get_lead("john@example.com")
             assert isinstance(lead, Lead)
             assert len(lead.surveys) == 2
             return lead
 
-        out["sdk_get"] = await best_async(sdk_get)
-    return out
+        return await interleaved_async(
+            {
+                "floor_chain": floor_chain,
+                "sdk_chain": sdk_chain,
+                "floor_get": floor_get,
+                "sdk_get": sdk_get,
+            },
+            number=1000,
+        )
 
 
 def main() -> int:

@@ -137,6 +137,7 @@ class AsyncKartra:
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
         self._owns_http = http_client is None
+        self._owns_pool = http_client is None  #: stays True in with_options views
         # our own pool carries the headers; a borrowed one gets them on each request
         self._headers: dict[str, str] | None = None if http_client is None else _HEADERS
         self._http = http_client or httpx.AsyncClient(
@@ -409,13 +410,23 @@ class AsyncKartra:
 
     async def _post(self, content: bytes, call: Call) -> httpx.Response:
         started = time.perf_counter()
-        timeout = (
-            self._request_timeout if self._request_timeout is not None else httpx.USE_CLIENT_DEFAULT
-        )
         try:
-            response = await self._http.post(
-                self._url, content=content, headers=self._headers, timeout=timeout
-            )
+            if self._owns_pool:
+                # our own pool has no cookies, auth or default params to merge: build the
+                # request directly (half of httpx's per-request cost is that merging)
+                timeout = self._request_timeout or self._http.timeout
+                request = httpx.Request(
+                    "POST", self._url, content=content, headers=_HEADERS,
+                    extensions={"timeout": timeout.as_dict()},
+                )  # fmt: skip
+                response = await self._http.send(request)
+            else:
+                response = await self._http.post(
+                    self._url,
+                    content=content,
+                    headers=self._headers,
+                    timeout=self._request_timeout or httpx.USE_CLIENT_DEFAULT,
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # the connection never opened: Kartra never saw the call
             cls = (

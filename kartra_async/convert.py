@@ -243,108 +243,186 @@ def _enum_lookup(cls: type[enum.Enum]) -> dict[Any, Any]:
     return lookup
 
 
-def _fast_attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    """Generate a structuring function for one model with the common cases inline (a
-    value already of the right type, numeric strings, dates, enum lookups, lists of
-    models); anything else goes to the converter's hook for the field. It gives the
-    same results as `_attrs_hook`, which explains failures (detailed validation)."""
-    attrs.resolve_types(cls)
-    ns: dict[str, Any] = {
-        "Mapping": Mapping,
-        "_M": _MISSING,
-        "cls": cls,
-        "_set": object.__setattr__,
-        "_new": object.__new__,
-        "_iso": datetime.fromisoformat,
-        "_comb": datetime.combine,
-        "_tz": KARTRA_TZ,
-        "_bools": {"0": False, "1": True},
-        "_dec": Decimal,
-        "_money": _MONEY.fullmatch,
-    }
-    lines = [
-        "def structure(o, _):",
-        "    if o.__class__ is not dict and not isinstance(o, Mapping):",
-        f"        raise ValueError('expected an object for {cls.__name__}, got ' + type(o).__name__)",
-        "    get = o.get",
-    ]
-    args = []
-    has_raw = False
-    for i, field in enumerate(attrs.fields(cls)):
-        if field.name == "raw":
-            has_raw = True
-            continue
-        tp = field.type
-        names = field.metadata.get("wire") or (field.name,)
-        hook = _FIELD_HOOKS.get((cls, field.name)) or conv.get_structure_hook(tp)
-        ns[f"h{i}"], ns[f"t{i}"] = hook, tp
-        call = f"h{i}(v, t{i})"
+_OPTION_VALUE = str | list[FieldOption]  # CustomFieldValue.value
+
+
+class _Generator:
+    """Writes the Python source of one model's structuring function (see _fast_attrs_hook)."""
+
+    def __init__(self, conv: cattrs.Converter) -> None:
+        self.conv = conv
+        self.count = 0
+        self.ns: dict[str, Any] = {
+            "Mapping": Mapping,
+            "_M": _MISSING,
+            "_set": object.__setattr__,
+            "_new": object.__new__,
+            "_iso": datetime.fromisoformat,
+            "_comb": datetime.combine,
+            "_tz": KARTRA_TZ,
+            "_bools": {"0": False, "1": True},
+            "_dec": Decimal,
+            "_money": _MONEY.fullmatch,
+        }
+
+    def bind(self, prefix: str, value: Any) -> str:
+        """A fresh global name for `value` in the generated code."""
+        self.count += 1
+        name = f"{prefix}{self.count}"
+        self.ns[name] = value
+        return name
+
+    def local(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def scalar(self, tp: Any, v: str, call: str) -> str | None:
+        """An inline expression for a value `v` of type `tp`, or None if there is none."""
         inner = tp
         if _is_optional(tp):
             rest = [a for a in typing.get_args(tp) if a is not type(None)]
             inner = rest[0] if len(rest) == 1 else None
         if inner is str:
-            text_ok = "v.__class__ is str" + (" and v != 'N/A'" if inner is not tp else "")
-            expr = f"v if {text_ok} else {call}"
-        elif inner is int:
-            expr = f"v if v.__class__ is int else int(v) if v.__class__ is str and v.isdigit() else {call}"
-        elif inner is datetime:
+            text_ok = f"{v}.__class__ is str" + (f" and {v} != 'N/A'" if inner is not tp else "")
+            return f"{v} if {text_ok} else {call}"
+        if inner is int:
+            return f"{v} if {v}.__class__ is int else int({v}) if {v}.__class__ is str and {v}.isdigit() else {call}"
+        if inner is datetime:
             # an unreal date makes fromisoformat raise: `structure` then redoes the whole
             # answer with the explaining converter, which says what is wrong
-            expr = (
-                f"_comb(d, d.time(), _tz) if v.__class__ is str and (len(v) == 19 or len(v) == 16) "
-                f"and v[10] == ' ' and v[0] != '0' and (d := _iso(v)) else {call}"
+            d = self.local("d")
+            return (
+                f"_comb({d}, {d}.time(), _tz) if {v}.__class__ is str and (len({v}) == 19 or len({v}) == 16) "
+                f"and {v}[10] == ' ' and {v}[0] != '0' and ({d} := _iso({v})) else {call}"
             )
-        elif inner is bool:
-            expr = f"r if v.__class__ is str and (r := _bools.get(v)) is not None else {call}"
-        elif inner is Decimal:
-            expr = f"_dec(v) if v.__class__ is str and _money(v) else {call}"
-        elif isinstance(inner, type) and issubclass(inner, (KartraStrEnum, KartraIntEnum)):
-            ns[f"m{i}"] = _enum_lookup(inner)
-            expr = (
-                f"r if (v.__class__ is int and (r := m{i}.get(v)) is not None) or (v.__class__ is str "
-                f"and ((r := m{i}.get(v)) is not None or (r := m{i}.get(v.casefold())) is not None)) "
+        if inner is bool:
+            r = self.local("r")
+            return (
+                f"{r} if {v}.__class__ is str and ({r} := _bools.get({v})) is not None else {call}"
+            )
+        if inner is Decimal:
+            return f"_dec({v}) if {v}.__class__ is str and _money({v}) else {call}"
+        if isinstance(inner, type) and issubclass(inner, (KartraStrEnum, KartraIntEnum)):
+            m, r = self.bind("m", _enum_lookup(inner)), self.local("r")
+            return (
+                f"{r} if ({v}.__class__ is int and ({r} := {m}.get({v})) is not None) or ({v}.__class__ is str "
+                f"and (({r} := {m}.get({v})) is not None or ({r} := {m}.get({v}.casefold())) is not None)) "
                 f"else {call}"
             )
-        elif typing.get_origin(tp) is list and (cls, field.name) not in _FIELD_HOOKS:
-            (element,) = typing.get_args(tp)
-            ns[f"e{i}"], ns[f"et{i}"] = conv.get_structure_hook(element), repeat(element)
-            expr = f"list(map(e{i}, v, et{i})) if v.__class__ is list else {call}"
-        else:
-            expr = call
-        lines.append(f"    v = get({names[0]!r}, _M)")
-        for alternative in names[1:]:
-            lines.append(f"    if v is _M: v = get({alternative!r}, _M)")
-        if field.default is attrs.NOTHING:
-            lines.append(f"    if v is _M: raise ValueError('required field {names[0]} missing')")
-            lines.append(f"    a{i} = {expr}")
-        else:
-            if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-                ns[f"f{i}"] = field.default.factory
-                default = f"f{i}()"
+        return None
+
+    def inlinable(self, cls: Any, depth: int = 0) -> bool:
+        """A dict-based model (no `raw`) of scalars, option lists and lists of such models:
+        built in place, in its parent's loop, with no function call per object."""
+        if depth > 3 or not (attrs.has(cls) and _plain(cls)) or (cls, "") in _FIELD_HOOKS:
+            return False
+        attrs.resolve_types(cls)
+        for f in attrs.fields(cls):
+            if f.name == "raw" or (cls, f.name) in _FIELD_HOOKS:
+                return False
+            element = typing.get_args(f.type)[0] if typing.get_origin(f.type) is list else None
+            simple = self.scalar(f.type, "x", "c") is not None or f.type == _OPTION_VALUE
+            if not simple and not (element is not None and self.inlinable(element, depth + 1)):
+                return False
+        return True
+
+    def model(self, cls: Any, src: str, dst: str, ind: str) -> list[str]:
+        """Statements that build `cls` from the mapping in `src` into the variable `dst`."""
+        attrs.resolve_types(cls)
+        get, c = self.local("get"), self.bind("cls", cls)
+        lines = [
+            f"{ind}if {src}.__class__ is not dict and not isinstance({src}, Mapping):",
+            f"{ind}    raise ValueError('expected an object for {cls.__name__}, got ' + type({src}).__name__)",
+            f"{ind}{get} = {src}.get",
+        ]
+        values, args, has_raw = [], [], False
+        for field in attrs.fields(cls):
+            if field.name == "raw":
+                has_raw = True
+                continue
+            tp = field.type
+            names = field.metadata.get("wire") or (field.name,)
+            hook = _FIELD_HOOKS.get((cls, field.name)) or self.conv.get_structure_hook(tp)
+            v, a = self.local("v"), self.local("a")
+            call = f"{self.bind('h', hook)}({v}, {self.bind('t', tp)})"
+            lines.append(f"{ind}{v} = {get}({names[0]!r}, _M)")
+            for alternative in names[1:]:
+                lines.append(f"{ind}if {v} is _M: {v} = {get}({alternative!r}, _M)")
+            if field.default is attrs.NOTHING:
+                missing = f"raise ValueError('required field {names[0]} missing')"
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                missing = f"{a} = {self.bind('f', field.default.factory)}()"
             else:
-                ns[f"d{i}"] = field.default
-                default = f"d{i}"
-            lines.append(f"    a{i} = {default} if v is _M else {expr}")
-        args.append(f"{field.name}=a{i}" if field.kw_only else f"a{i}")
-    plain = "__slots__" not in cls.__dict__ and not getattr(cls, "__attrs_post_init__", None)
-    plain = plain and all(f.validator is None and f.converter is None for f in attrs.fields(cls))
-    if plain:
-        # a frozen dict-based model: fill its __dict__ in one step instead of one
-        # frozen setattr per field in __init__ (the fields are all known here)
-        values = [f"{f.name!r}: a{i}" for i, f in enumerate(attrs.fields(cls)) if f.name != "raw"]
-        if has_raw:
-            values.append("'raw': o")
-        lines.append("    obj = _new(cls)")
-        lines.append(f"    _set(obj, '__dict__', {{{', '.join(values)}}})")
-    else:
-        lines.append(f"    obj = cls({', '.join(args)})")
-        if has_raw:
-            lines.append("    _set(obj, 'raw', o)")
-    lines.append("    return obj")
+                missing = f"{a} = {self.bind('d', field.default)}"
+            element = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+            if (
+                element is not None
+                and (cls, field.name) not in _FIELD_HOOKS
+                and self.inlinable(element)
+            ):
+                x, y = self.local("x"), self.local("y")
+                lines += [
+                    f"{ind}if {v} is _M: {missing}",
+                    f"{ind}elif {v}.__class__ is list:",
+                    f"{ind}    {a} = []",
+                    f"{ind}    for {x} in {v}:",
+                    *self.model(element, x, y, ind + "        "),
+                    f"{ind}        {a}.append({y})",
+                    f"{ind}else: {a} = {call}",
+                ]
+            else:
+                expr = self.scalar(tp, v, call)
+                if expr is None and tp == _OPTION_VALUE:  # text, or the chosen options
+                    fo, fot = (
+                        self.bind("e", self.conv.get_structure_hook(FieldOption)),
+                        self.bind("et", repeat(FieldOption)),
+                    )
+                    expr = f"{v} if {v}.__class__ is str else list(map({fo}, {v}, {fot})) if {v}.__class__ is list else {call}"
+                if expr is None and element is not None and (cls, field.name) not in _FIELD_HOOKS:
+                    e, et = (
+                        self.bind("e", self.conv.get_structure_hook(element)),
+                        self.bind("et", repeat(element)),
+                    )
+                    expr = f"list(map({e}, {v}, {et})) if {v}.__class__ is list else {call}"
+                lines += [f"{ind}if {v} is _M: {missing}", f"{ind}else: {a} = {expr or call}"]
+            values.append(f"{field.name!r}: {a}")
+            args.append(f"{field.name}={a}" if field.kw_only else a)
+        if _plain(cls):
+            # a frozen dict-based model: fill its __dict__ in one step instead of one
+            # frozen setattr per field in __init__ (the fields are all known here)
+            if has_raw:
+                values.append(f"'raw': {src}")
+            lines += [
+                f"{ind}{dst} = _new({c})",
+                f"{ind}_set({dst}, '__dict__', {{{', '.join(values)}}})",
+            ]
+        else:
+            lines.append(f"{ind}{dst} = {c}({', '.join(args)})")
+            if has_raw:
+                lines.append(f"{ind}_set({dst}, 'raw', {src})")
+        return lines
+
+
+def _plain(cls: Any) -> bool:
+    """A dict-based attrs class with nothing to run at init (no validators, converters,
+    post-init): its __dict__ can be filled directly."""
+    return (
+        "__slots__" not in cls.__dict__
+        and not getattr(cls, "__attrs_post_init__", None)
+        and all(f.validator is None and f.converter is None for f in attrs.fields(cls))
+    )
+
+
+def _fast_attrs_hook(cls: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """Generate a structuring function for one model with the common cases inline (a
+    value already of the right type, numeric strings, dates, enum lookups, lists of
+    small models built in place); anything else goes to the converter's hook for the
+    field. It gives the same results as `_attrs_hook`, which explains failures."""
+    gen = _Generator(conv)
+    lines = ["def structure(o, _):", *gen.model(cls, "o", "obj", "    "), "    return obj"]
     code = compile("\n".join(lines), f"<kartra_async structure {cls.__qualname__}>", "exec")
-    exec(code, ns)
-    structure: Callable[[Any, Any], Any] = ns["structure"]
+    exec(code, gen.ns)
+    structure: Callable[[Any, Any], Any] = gen.ns["structure"]
     return structure
 
 

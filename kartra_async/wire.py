@@ -210,7 +210,9 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
             try:
                 data = structure(data, command.result)
             except KartraResponseError as exc:
-                reason = exc.reason.replace("Kartra's answer", f"action {index} ({command.name})", 1)
+                reason = exc.reason.replace(
+                    "Kartra's answer", f"action {index} ({command.name})", 1
+                )
                 raise fail(reason) from exc
     else:
         error = error_from_code(code, message, cmd=command.name, action_index=index, raw=raw)
@@ -257,7 +259,9 @@ def read_response(
             raise fail("'actions' in Kartra's answer is not a list")
         if status == "Error" and not raw_actions:
             raw_actions = None
-    elif any(c.name in body for c in commands):
+    elif (
+        (commands[0].name in body) if len(commands) == 1 else any(c.name in body for c in commands)
+    ):
         raw_actions = [{c.name: body.get(c.name)} for c in commands]
     else:
         raw_actions = None
