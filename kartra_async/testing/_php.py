@@ -80,5 +80,5 @@ def values(array: Any) -> list[Any] | None:
 
 
 def json_encode(value: Any) -> bytes:
-    """Like PHP's json_encode: compact, non-ASCII as \\uXXXX, '/' escaped as '\\/'."""
+    """Like PHP's json_encode: compact, non-ASCII as \\u escapes, '/' escaped as '\\/'."""
     return json.dumps(value, separators=(",", ":")).replace("/", "\\/").encode()
