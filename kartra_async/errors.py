@@ -10,6 +10,7 @@ Hierarchy (Kartra codes in brackets)::
     │   └── KartraServerError                    HTTP 5xx
     ├── RateLimitError                           HTTP 429 "Too many requests"
     ├── AmbiguousResultError                     a write may or may not have been applied
+    ├── KartraWebhookError                       a callback body that is not Kartra's (webhooks)
     ├── ChainError                               raise_for_errors(): one or more actions failed
     └── KartraAPIError                           Kartra answered status "Error"; .code, .cmd, .action_index
         ├── AuthenticationError                  [201 202 203 204 233 238 239 240]
@@ -70,6 +71,7 @@ __all__ = [
     "KartraServerError",
     "KartraTimeoutError",
     "KartraValidationError",
+    "KartraWebhookError",
     "LeadDeletedError",
     "LeadExistsError",
     "LeadNotFoundError",
@@ -144,6 +146,14 @@ class RateLimitError(KartraError):
     def __init__(self, message: str = "Too many requests", *, retry_after: float | None = None):
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class KartraWebhookError(KartraError):
+    """A callback body that is not a Kartra event or IPN notification (`.reason` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class AmbiguousResultError(KartraError):
