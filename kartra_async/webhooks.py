@@ -23,70 +23,15 @@ from .convert import structure
 from .errors import KartraResponseError, KartraWebhookError
 from .models.lead import Lead
 from .models.payments import Transaction, TransactionDetails
+from .models.webhooks import *  # noqa: F403 (the event classes are this module's API too)
 from .models.webhooks import (
     EVENT_TYPES,
-    AffiliateSignup,
-    CalendarCancelled,
-    CalendarCompleted,
-    CalendarSubscribed,
     Event,
-    EventTransaction,
-    FormFilled,
-    JvSignup,
-    ListSubscribed,
-    ListUnsubscribed,
-    MembershipGranted,
-    MembershipRevoked,
-    PageVisited,
-    ProductBought,
-    ScoreReached,
-    SequenceCompleted,
-    SequenceSubscribed,
-    SequenceUnsubscribed,
-    SplitTestLinkClicked,
-    SubscriptionCancelled,
-    SurveyCompleted,
-    TagAssigned,
-    TagUnassigned,
-    TransactionRefunded,
     UnknownEvent,
-    VideoCompleted,
-    VideoPlayed,
 )
+from .models.webhooks import __all__ as _event_names
 
-__all__ = [
-    "EVENT_TYPES",
-    "AffiliateSignup",
-    "CalendarCancelled",
-    "CalendarCompleted",
-    "CalendarSubscribed",
-    "Event",
-    "EventTransaction",
-    "FormFilled",
-    "JvSignup",
-    "KartraWebhookError",
-    "ListSubscribed",
-    "ListUnsubscribed",
-    "MembershipGranted",
-    "MembershipRevoked",
-    "PageVisited",
-    "ProductBought",
-    "ScoreReached",
-    "SequenceCompleted",
-    "SequenceSubscribed",
-    "SequenceUnsubscribed",
-    "SplitTestLinkClicked",
-    "SubscriptionCancelled",
-    "SurveyCompleted",
-    "TagAssigned",
-    "TagUnassigned",
-    "TransactionRefunded",
-    "UnknownEvent",
-    "VideoCompleted",
-    "VideoPlayed",
-    "parse_event",
-    "parse_ipn",
-]
+__all__ = [*_event_names, "KartraWebhookError", "parse_event", "parse_ipn"]
 
 
 def _detail_field(cls: type[Event]) -> attrs.Attribute[Any]:
