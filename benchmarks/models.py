@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from _common import GET_LEAD_SAMPLE, compare, interleaved, verdict
 
-from kartra_async.convert import converter
+from kartra_async._convert import converter
 from kartra_async.models import Lead
 
 try:

@@ -1,9 +1,10 @@
 """kartra_async: the async Python SDK for Kartra's API."""
 
-from .bulk import FanOut, Journal, Outcome, Summary
-from .chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
-from .client import AsyncKartra
-from .commands import COMMANDS, UNTIL_CANCELLED, Command, Safety, Scope
+from ._bulk import FanOut, Journal, Outcome, Summary
+from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
+from ._client import AsyncKartra
+from ._commands import COMMANDS, UNTIL_CANCELLED, Command, Safety, Scope
+from ._retry import RetryEvent, RetryPolicy
 from .errors import (
     ERROR_CODES,
     SUCCESS_CODES,
@@ -41,7 +42,6 @@ from .errors import (
 )
 from .limits import Limiter
 from .models import ActionResult, ChainResult
-from .retry import RetryEvent, RetryPolicy
 
 __version__ = "0.1.0"
 

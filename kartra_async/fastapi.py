@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from .client import AsyncKartra
+from ._client import AsyncKartra
 from .webhooks import Event, KartraWebhookError, parse_event, parse_ipn
 
 __all__ = ["KartraWebhookRouter", "get_kartra", "kartra_lifespan"]

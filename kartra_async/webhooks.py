@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 import attrs
 
-from .convert import structure
+from ._convert import structure
 from .errors import KartraResponseError, KartraWebhookError
 from .models.lead import Lead
 from .models.payments import Transaction, TransactionDetails

@@ -21,7 +21,7 @@ from kartra_async import (
     RetryPolicy,
     TagNotFoundError,
 )
-from kartra_async.bulk import Journal, Summary
+from kartra_async._bulk import Journal, Summary
 from kartra_async.testing import FakeKartra, FakeServer
 
 from ._bulk_worker import build_for
@@ -195,7 +195,7 @@ async def test_in_flight_items_after_a_crash(fake: FakeKartra, tmp_path: Path) -
     (or reconciled when asked)."""
     path = tmp_path / "job.db"
     journal = Journal(path)
-    from kartra_async.commands import Safety
+    from kartra_async._commands import Safety
 
     for key, safety in (("0", Safety.UNSAFE), ("1", Safety.IDEMPOTENT), ("2", Safety.UNSAFE)):
         await journal.record(key, Journal.SENT, safety)
@@ -220,7 +220,7 @@ async def test_in_flight_items_after_a_crash(fake: FakeKartra, tmp_path: Path) -
 async def test_reconcile_resolves_an_in_flight_create(fake: FakeKartra, tmp_path: Path) -> None:
     path = tmp_path / "job.db"
     journal = Journal(path)
-    from kartra_async.commands import Safety
+    from kartra_async._commands import Safety
 
     await journal.record("0", Journal.SENT, Safety.UNSAFE)
     await journal.record("2", Journal.SENT, Safety.UNSAFE)

@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from kartra_async import AsyncKartra, RateLimitError
-from kartra_async import client as client_module
+from kartra_async import _client as client_module
 from kartra_async.limits import Limiter, shared_limiter
 from kartra_async.testing import FakeKartra
 

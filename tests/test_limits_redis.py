@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from kartra_async import client as client_module
+from kartra_async import _client as client_module
 from kartra_async.limits.redis import RedisLimiter
 from kartra_async.testing import FakeKartra
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kartra_async import AsyncKartra, KartraResponseError
-from kartra_async.convert import (
+from kartra_async._convert import (
     converter,
     structure,
     structure_bool,
@@ -717,7 +717,7 @@ def test_fast_and_explaining_converters_agree(
     ints: bool, dropped: set[str], not_available: set[str]
 ) -> None:
     """The generated fast path and cattrs' own (detailed) path give equal models."""
-    from kartra_async.convert import make_converter
+    from kartra_async._convert import make_converter
 
     data = _as_ints(copy.deepcopy(_LEAD)) if ints else copy.deepcopy(_LEAD)
     for key in dropped:

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kartra_async import AsyncKartra, KartraError
-from kartra_async.wire import encode_form
+from kartra_async._form import encode_form
 
 from .conftest import API_KEY, API_PASSWORD, APP_ID
 

@@ -28,11 +28,11 @@ from kartra_async import (
     RetryEvent,
     RetryPolicy,
 )
-from kartra_async import client as client_module
-from kartra_async.commands import COMMANDS, Safety
+from kartra_async import _client as client_module
+from kartra_async._commands import COMMANDS, Call, Safety
+from kartra_async._response import read_response
 from kartra_async.models import LeadRef
 from kartra_async.testing import FakeKartra, FakeServer
-from kartra_async.wire import Call, read_response
 
 pytestmark = pytest.mark.anyio
 

@@ -567,7 +567,7 @@ async def test_invalid_input_raises_before_sending(
 
 
 def test_accepted_edge_values() -> None:
-    from kartra_async.commands import COMMANDS
+    from kartra_async._commands import COMMANDS
 
     assert COMMANDS["give_points_to_lead"].build({"points": "12"}) == {"points": 12}
     assert COMMANDS["give_points_to_lead"].build({"points": 5, "expiration_days": 0}) == {

@@ -1,4 +1,4 @@
-"""attrs models of Kartra's answers, structured by kartra_async.convert."""
+"""attrs models of Kartra's answers, structured by kartra_async._convert."""
 
 from ._base import KartraIntEnum, KartraStrEnum, UntilCancelled
 from .account import CustomField

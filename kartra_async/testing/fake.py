@@ -43,7 +43,7 @@ from ._state import (
 if TYPE_CHECKING:
     import httpx
 
-    from ..client import AsyncKartra
+    from .._client import AsyncKartra
     from ..limits import Limiter
 
 __all__ = ["FAULT_KINDS", "FakeKartra", "Faults", "RecordedRequest", "Reply"]
@@ -381,7 +381,7 @@ class FakeKartra:
         """An AsyncKartra wired to this fake (default credentials unless given). Its rate
         limiter matches the fake's limit and is shared by this fake's clients (none when
         the fake's limit is off); pass `limiter=` to choose another."""
-        from ..client import AsyncKartra
+        from .._client import AsyncKartra
         from ..limits import Limiter
 
         if "limiter" not in kwargs:

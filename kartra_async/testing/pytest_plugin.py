@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ..client import AsyncKartra
+from .._client import AsyncKartra
 from .fake import FakeKartra
 
 

@@ -18,6 +18,9 @@ from typing import Any
 import attrs
 import httpx
 
+from ._bulk import FanOut
+from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
+from ._commands import COMMANDS, Call, Safety, unknown_command
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
@@ -27,9 +30,9 @@ from ._constants import (
     RATE_LIMIT_RESENDS,
     USER_AGENT,
 )
-from .bulk import FanOut
-from .chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
-from .commands import COMMANDS, Safety
+from ._form import encode_form
+from ._response import excerpt, read_response
+from ._retry import Decision, RetryEvent, RetryPolicy, ambiguous_error, decide
 from .errors import (
     KartraConnectionError,
     KartraError,
@@ -44,8 +47,6 @@ from .errors import (
 from .limits import Priority, RateLimiter, shared_limiter
 from .models.lead import LeadRef
 from .models.results import ActionResult, ChainResult
-from .retry import Decision, RetryEvent, RetryPolicy, ambiguous_error, decide
-from .wire import Call, encode_form, excerpt, read_response, unknown_command
 
 __all__ = ["AsyncKartra"]
 
@@ -296,7 +297,7 @@ class AsyncKartra:
 
         Waits for the rate limiter first. HTTP 429 pauses the whole App and sends the call
         again (Kartra did not apply it). Failures are sent again only where a repeat
-        cannot do harm (see kartra_async.retry); otherwise AmbiguousResultError.
+        cannot do harm (see kartra_async._retry); otherwise AmbiguousResultError.
         """
         if self._closed:
             raise RuntimeError("this AsyncKartra is closed")
@@ -362,7 +363,7 @@ class AsyncKartra:
         **options: Any,
     ) -> FanOut:
         """One chain per item at the limiter's pace (priority "bulk"), with an optional
-        resumable journal: see kartra_async.bulk. Options: concurrency, journal, key,
+        resumable journal: see kartra_async._bulk. Options: concurrency, journal, key,
         priority, progress, retry_failed, reconcile."""
         return FanOut(self, items, build, **options)
 

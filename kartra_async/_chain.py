@@ -14,12 +14,11 @@ from typing import Any, Protocol
 
 import attrs
 
-from .commands import COMMANDS, Command
+from ._commands import COMMANDS, Call, Command
+from ._retry import RetryPolicy
 from .errors import KartraValidationError
 from .limits import Priority
 from .models.results import ChainResult
-from .retry import RetryPolicy
-from .wire import Call
 
 __all__ = ["AccountCalls", "LeadChain", "SubscriptionCalls", "TransactionCalls"]
 

@@ -37,14 +37,14 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .commands import Safety
+from ._commands import Safety
 from .errors import AmbiguousResultError, KartraError
 from .limits import Priority
 from .models.results import ChainResult
 
 if TYPE_CHECKING:
-    from .chain import LeadChain
-    from .client import AsyncKartra
+    from ._chain import LeadChain
+    from ._client import AsyncKartra
 
 __all__ = ["FanOut", "Journal", "Outcome", "Summary"]
 

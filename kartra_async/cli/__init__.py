@@ -29,11 +29,11 @@ from typing import Any, TextIO
 import anyio
 import attrs
 
-from .bulk import Outcome, Summary
-from .client import AsyncKartra
-from .commands import LEAD_FIELDS
-from .errors import KartraError, KartraValidationError, LeadExistsError
-from .models import CustomField, CustomFieldType
+from .._bulk import Outcome, Summary
+from .._client import AsyncKartra
+from .._commands import LEAD_FIELDS
+from ..errors import KartraError, KartraValidationError, LeadExistsError
+from ..models import CustomField, CustomFieldType
 
 __all__ = ["main"]
 
@@ -529,7 +529,7 @@ async def _main(args: argparse.Namespace, output: Output) -> int:
         "subscriptions": cmd_get,
     }
     if args.fake:
-        from .testing import FakeKartra
+        from ..testing import FakeKartra
 
         fake = FakeKartra()
         fake.seed()
@@ -572,7 +572,7 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command == "fake-server":
-        from .testing.__main__ import main as serve
+        from ..testing.__main__ import main as serve
 
         return serve(["--host", args.host, "--port", str(args.port)])
     output = Output(args.json, out, err)

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
-from .commands import Safety
+from ._commands import Safety
 from .errors import AmbiguousResultError, KartraConnectionError, KartraError, KartraResponseError
 
 if TYPE_CHECKING:
-    from .wire import Call
+    from ._commands import Call
 
 __all__ = ["Decision", "RetryEvent", "RetryPolicy", "ambiguous_error", "decide"]
 

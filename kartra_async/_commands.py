@@ -747,3 +747,32 @@ _TABLE: tuple[Command, ...] = (
 
 COMMANDS: Mapping[str, Command] = MappingProxyType({c.name: c for c in _TABLE})
 """Every documented cmd (and get_lead) by wire name."""
+
+
+# --------------------------------------------------------------------------- a call
+
+
+@attrs.frozen
+class Call:
+    """One compiled HTTP request: the nested payload (no credentials) and its cmds in order."""
+
+    payload: Mapping[str, Any]
+    commands: tuple[Command, ...]
+    lead_id: int | None = None  #: the lead's id when the call names it by id
+
+    @property
+    def safety(self) -> Safety:
+        """The least safe cmd of the call decides whether it may be sent again."""
+        order = (Safety.READ_ONLY, Safety.IDEMPOTENT, Safety.UNSAFE)
+        return max((c.safety for c in self.commands), key=order.index, default=Safety.READ_ONLY)
+
+    @property
+    def cmds(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.commands)
+
+
+def unknown_command(name: str) -> Command:
+    """A stand-in row for a cmd the table does not know (kartra.call): treated as unsafe."""
+    return COMMANDS.get(name) or Command(
+        name, Scope.ACCOUNT, Safety.UNSAFE, "not in the command table: assumed unsafe"
+    )
