@@ -7,6 +7,13 @@ the ONE shared client.
 
 Point Kartra's outbound API (My Integrations > My API > Outbound API) and each
 product's IPN at https://your.host/kartra/callback/<KARTRA_CALLBACK_SECRET>.
+It refuses to start without KARTRA_CALLBACK_SECRET: a default secret would be a
+published one. With several workers, set KARTRA_SEEN_REDIS_URL (redis://...) so they
+share which callbacks were handled (`pip install 'kartra-async[redis]'`).
+
+Each handler runs before the answer: if it raises, Kartra gets a 500 and a redelivery
+runs it again. For acknowledge-at-once with local retries, pass `background=True` and an
+`on_failure` hook that stores the DeadLetter somewhere durable.
 """
 
 from __future__ import annotations
@@ -19,13 +26,22 @@ from fastapi import Depends, FastAPI
 from kartra_async import AsyncKartra
 from kartra_async.fastapi import KartraWebhookRouter, get_kartra, kartra_lifespan
 from kartra_async.models import SaleTransaction
-from kartra_async.webhooks import ProductBought, TagAssigned
+from kartra_async.webhooks import MemorySeenStore, ProductBought, RedisSeenStore, TagAssigned
 
 logger = logging.getLogger("example")
 
+SECRET = os.environ.get("KARTRA_CALLBACK_SECRET", "")
+if len(SECRET) < 16:
+    raise SystemExit(
+        "KARTRA_CALLBACK_SECRET is not set (or shorter than 16 characters): set it to a "
+        "random secret, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+    )
+REDIS_URL = os.environ.get("KARTRA_SEEN_REDIS_URL")
+
 app = FastAPI(lifespan=kartra_lifespan())
 callbacks = KartraWebhookRouter(
-    secret=os.environ.get("KARTRA_CALLBACK_SECRET", "change-me-to-a-long-secret")
+    secret=SECRET,
+    seen_store=RedisSeenStore(REDIS_URL) if REDIS_URL else MemorySeenStore(),
 )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "CalendarCancelled",
     "CalendarCompleted",
     "CalendarSubscribed",
+    "DeadLetter",
     "Event",
     "EventTransaction",
     "FormFilled",
@@ -140,10 +141,10 @@ class Event:
 
     @property
     def dedupe_key(self) -> str:
-        """Stable across Kartra's re-sends of the same event: a hash of the action, the
-        lead's id and the action details (transaction ids included)."""
-        details = self.raw.get("action_details")
-        canonical = json.dumps([self.action, self.lead.id, details], sort_keys=True, default=str)
+        """A hash of the whole body: equal for two deliveries exactly when their JSON is
+        equal (key order and whitespace aside). Kartra sends no event id, so a genuine
+        repeat with an identical body (same lead fields, same details) has this key too."""
+        canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -347,6 +348,22 @@ class UnknownEvent(Event):
     """An action this SDK does not know (Kartra adds events without notice)."""
 
     details: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetter:
+    """A callback the router acknowledged (background mode) but could not handle: what
+    its `on_failure` hook receives. Keep `body` and `content_type` somewhere durable;
+    to replay, POST the body with that content type to the callback URL again."""
+
+    body: bytes  #: the raw POST body, byte for byte
+    content_type: str  #: "application/json" (an event) or a form post (an IPN)
+    received: Event | Transaction  #: the parsed callback
+    key: str  #: its dedupe key (see kartra_async.webhooks.dedupe_key)
+    attempts: int  #: how many times the failing handlers ran
+    handlers: tuple[str, ...]  #: the names of the handlers that never succeeded
+    error: BaseException | None  #: the last handler exception (None: cancelled at shutdown)
+    reason: str  #: why it ended here, for humans
 
 
 EVENT_TYPES: Mapping[str, type[Event]] = {
