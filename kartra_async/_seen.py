@@ -134,23 +134,23 @@ class RedisSeenStore:
     atomic command or Lua script."""
 
     def __init__(self, redis: coredis.Redis[Any] | str, *, prefix: str = "kartra:seen:") -> None:
-        import coredis
-
-        self._owned = isinstance(redis, str)
-        self._redis: coredis.Redis[Any] = (
-            coredis.Redis.from_url(redis) if isinstance(redis, str) else redis
-        )
+        self._url = redis if isinstance(redis, str) else None
+        self._redis: coredis.Redis[Any] | None = None if isinstance(redis, str) else redis
         self.prefix = prefix
         self._entered = 0
-        self._claim = self._redis.register_script(CLAIM_SCRIPT)
-        self._release = self._redis.register_script(RELEASE_SCRIPT)
+        self._scripts: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:
         return f"RedisSeenStore(prefix={self.prefix!r})"
 
     async def __aenter__(self) -> RedisSeenStore:
-        if self._owned and self._entered == 0:
-            await self._redis.__aenter__()
+        if self._url is not None and self._entered == 0:
+            import coredis
+
+            # made here, not in __init__: a coredis client that is never entered leaks
+            redis: coredis.Redis[Any] = coredis.Redis.from_url(self._url)
+            await redis.__aenter__()
+            self._redis, self._scripts = redis, None
         self._entered += 1
         return self
 
@@ -161,16 +161,34 @@ class RedisSeenStore:
         tb: TracebackType | None,
     ) -> None:
         self._entered -= 1
-        if self._owned and self._entered == 0:
-            await self._redis.__aexit__(exc_type, exc, tb)
+        if self._url is not None and self._entered == 0 and self._redis is not None:
+            redis, self._redis, self._scripts = self._redis, None, None
+            await redis.__aexit__(exc_type, exc, tb)
+
+    def _client(self) -> tuple[coredis.Redis[Any], Any, Any]:
+        redis = self._redis
+        if redis is None:
+            raise RuntimeError(
+                "RedisSeenStore(url) is not connected: enter it with `async with store:` "
+                "(KartraWebhookRouter's lifespan does, once the app includes the router)"
+            )
+        if self._scripts is None:
+            self._scripts = (
+                redis.register_script(CLAIM_SCRIPT),
+                redis.register_script(RELEASE_SCRIPT),
+            )
+        return redis, *self._scripts
 
     async def claim(self, key: str, token: str, lease: float) -> Claim:
-        answer: Any = await self._claim(keys=[self.prefix + key], args=[token, _ms(lease)])
+        _, claim, _ = self._client()
+        answer: Any = await claim(keys=[self.prefix + key], args=[token, _ms(lease)])
         text = answer.decode() if isinstance(answer, bytes) else str(answer)
         return Claim(text)
 
     async def mark_seen(self, key: str, window: float) -> None:
-        await self._redis.set(self.prefix + key, _SEEN, px=_ms(window))
+        redis, _, _ = self._client()
+        await redis.set(self.prefix + key, _SEEN, px=_ms(window))
 
     async def release(self, key: str, token: str) -> None:
-        await self._release(keys=[self.prefix + key], args=[token])
+        _, _, release = self._client()
+        await release(keys=[self.prefix + key], args=[token])

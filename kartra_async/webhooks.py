@@ -103,9 +103,12 @@ def _load(body: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
             data = json.loads(body)
         except RecursionError:
             raise KartraWebhookError(f"the event body is nested deeper than {MAX_DEPTH}") from None
-        except ValueError as exc:  # UnicodeDecodeError and the int digit limit included
-            detail = "not UTF-8" if isinstance(exc, UnicodeError) else "not valid JSON"
-            raise KartraWebhookError(f"the event body is {detail}") from None
+        except json.JSONDecodeError:
+            raise KartraWebhookError("the event body is not valid JSON") from None
+        except UnicodeError:
+            raise KartraWebhookError("the event body is not UTF-8") from None
+        except ValueError:  # int("9" * 5000): over sys.get_int_max_str_digits()
+            raise KartraWebhookError("the event body holds a number too long to read") from None
     if not isinstance(data, dict):
         raise KartraWebhookError(f"the event body is a JSON {type(data).__name__}, not an object")
     if _too_deep(data, MAX_DEPTH):

@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kartra_async import AsyncKartra
 from kartra_async.models import (
@@ -29,6 +31,7 @@ from kartra_async.testing import FakeKartra
 from kartra_async.webhooks import (
     EVENT_TYPES,
     CalendarSubscribed,
+    Event,
     KartraWebhookError,
     ListSubscribed,
     ListUnsubscribed,
@@ -37,6 +40,7 @@ from kartra_async.webhooks import (
     SurveyCompleted,
     TagAssigned,
     UnknownEvent,
+    dedupe_key,
     parse_event,
     parse_ipn,
 )
@@ -604,3 +608,108 @@ def test_router_wants_a_real_secret() -> None:
 
     with pytest.raises(ValueError, match="at least 16"):
         KartraWebhookRouter(secret="short")
+
+
+# ---- hostile input: a KartraWebhookError (400) or a parsed callback, nothing else
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["N/A", "", "1", "-3", "2026-11-20 10:00:00", "1e999", "0x10"]),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def parsed(parse: Any, body: bytes) -> Any:
+    """The parsed callback, or the KartraWebhookError's reason (never another error)."""
+    try:
+        return parse(body)
+    except KartraWebhookError as exc:
+        reason = exc.reason
+    assert isinstance(reason, str)
+    assert reason
+    return reason
+
+
+LEAD_KEYS = st.sampled_from(
+    ["id", "email", "score", "date_joined", "custom_fields", "gdpr_lead_status", "lead_deleted"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    action=st.sampled_from([*EVENT_TYPES, "made_up", ""]),
+    lead=st.dictionaries(LEAD_KEYS, JSON_VALUES, max_size=4),
+    details=JSON_VALUES,
+    detail_key=st.sampled_from(
+        ["tag", "list", "transaction_details", "calendar", "survey", "points"]
+    ),
+)
+def test_any_event_json_parses_or_raises_webhook_error(
+    action: str, lead: dict[str, Any], details: Any, detail_key: str
+) -> None:
+    body = json.dumps({"action": action, "lead": lead, "action_details": {detail_key: details}})
+    event = parsed(parse_event, body.encode())
+    if isinstance(event, Event):
+        assert event.action == action
+        assert len(dedupe_key(event)) == len("event:") + 32
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300))
+def test_any_bytes_parse_or_raise_webhook_error(body: bytes) -> None:
+    for parse in (parse_event, parse_ipn):
+        parsed(parse, body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(sorted(IPN_BASE)),
+        st.text(max_size=12) | st.sampled_from(["N/A", "1e999", "-1"]),
+        max_size=8,
+    ),
+    kind=st.sampled_from(["sale", "refund", "rebill", "failed", "cancellation", "weird", "N/A"]),
+)
+def test_any_ipn_form_parses_or_raises_webhook_error(fields: dict[str, str], kind: str) -> None:
+    form = {**IPN_BASE, **fields, "transaction_type": kind}
+    ipn = parsed(parse_ipn, urlencode(form).encode())
+    if not isinstance(ipn, str):
+        assert dedupe_key(ipn) == f"ipn:{ipn.transaction_id}:{ipn.transaction_type.value}"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "the event body is nested deeper than 32"),
+        (b'{"a": ' * 33 + b"1" + b"}" * 33, "the event body is nested deeper than 32"),
+        (
+            b'{"lead": {"id": ' + b"1" * 5000 + b"}}",
+            "the event body holds a number too long to read",
+        ),
+        (b'{"action": "\xc3\x28"}', "the event body is not UTF-8"),
+        (
+            '{"action": "x"}'.encode("utf-16"),
+            "the event has no 'lead' object",
+        ),  # JSON may be UTF-16
+    ],
+    ids=["brackets", "objects", "long-int", "not-utf8", "utf16"],
+)
+def test_hostile_event_bodies(body: bytes, reason: str) -> None:
+    with pytest.raises(KartraWebhookError) as caught:
+        parse_event(body)
+    assert caught.value.reason == reason
+
+
+def test_depth_32_is_allowed() -> None:
+    nested: Any = {"leaf": 1}
+    for _ in range(29):
+        nested = {"n": nested}
+    event = parse_event({"lead": LEAD, "action": "quiz", "action_details": nested})  # 32 deep
+    assert isinstance(event, UnknownEvent)
