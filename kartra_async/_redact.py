@@ -63,8 +63,11 @@ def _compile(secrets: set[str]) -> re.Pattern[str] | None:
 def _redact_value(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str):
         return pattern.sub(REDACTED, value)
-    if value is None or isinstance(value, (int, float, bool, bytes)):
+    if value is None or isinstance(value, (int, float, bool)):
         return value
+    if isinstance(value, (bytes, bytearray)):
+        decoded = bytes(value).decode("utf-8", "replace")
+        return pattern.sub(REDACTED, decoded) if pattern.search(decoded) else value
     try:
         text, shown = str(value), repr(value)
     except Exception:

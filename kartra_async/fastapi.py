@@ -143,10 +143,10 @@ class KartraWebhookRouter(APIRouter):
                 "on_failure is for background=True; by default a failing handler answers "
                 "500 and the sender delivers the callback again"
             )
+        if "lifespan" in kwargs:
+            raise TypeError("the router's lifespan connects its seen-store: give yours to the app")
         redact_in_logs(secret)
-        user_lifespan = kwargs.pop("lifespan", None)
         super().__init__(lifespan=self._lifespan, **kwargs)
-        self._user_lifespan = user_lifespan
         self._secret = secret.encode()
         self.max_body = max_body
         self.dedupe = dedupe and dedupe_window > 0
@@ -168,11 +168,10 @@ class KartraWebhookRouter(APIRouter):
 
     @asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:
+        """Connects the seen-store if it is an async context manager (RedisSeenStore)."""
         async with AsyncExitStack() as stack:
             if hasattr(self.seen_store, "__aenter__"):
                 await stack.enter_async_context(self.seen_store)  # type: ignore[arg-type]
-            if self._user_lifespan is not None:
-                await stack.enter_async_context(self._user_lifespan(app))
             yield
 
     def on(self, *types: type) -> Callable[[T], T]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,6 +40,15 @@ SECRET = "cb-secret-0123456789abcdef"
 URL = f"/kartra/callback/{SECRET}"
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test here also checks that no log record, at any level, holds the secret."""
+    with caplog.at_level(logging.DEBUG):
+        yield
+    assert SECRET not in caplog.text
+    assert all(SECRET not in repr(r.__dict__) for r in caplog.records)
 
 
 def tag_event(tag: str = "VIP", **lead: Any) -> bytes:

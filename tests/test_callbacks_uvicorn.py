@@ -155,6 +155,7 @@ def test_every_part_of_a_record_is_redacted(records: pytest.LogCaptureFixture) -
     except ValueError:
         app.exception("failed")
     app.info("stack", stack_info=True, extra={"path": f"/x/{SECRET}"})
+    app.info("raw request line %s", f"POST /kartra/callback/{SECRET}".encode())
     access.info("extra", extra={"path": f"/x/{SECRET}"})
     [uvicorn_record, *_] = records.records
     assert uvicorn_record.args == (
@@ -173,6 +174,7 @@ def test_every_part_of_a_record_is_redacted(records: pytest.LogCaptureFixture) -
     assert f"ValueError: bad url /kartra/callback/{REDACTED}" in text
     assert f"object arg https://h/kartra/callback/{REDACTED}" in text
     assert f"extra /x/{REDACTED}" in text
+    assert f"raw request line POST /kartra/callback/{REDACTED}" in text
 
 
 def test_url_encoded_forms_of_a_secret_are_redacted(records: pytest.LogCaptureFixture) -> None:
