@@ -42,7 +42,8 @@ class SeenStore(Protocol):
     """Where the router remembers callbacks (see the module docs for the states)."""
 
     async def claim(self, key: str, token: str, lease: float) -> Claim:
-        """Atomically: if `key` is unknown, hold it as `token` for `lease` seconds."""
+        """Atomically: if `key` is unknown, hold it as `token` (a fresh random hex string)
+        for `lease` seconds and answer NEW; else say whether it is BUSY or SEEN."""
         ...
 
     async def mark_seen(self, key: str, window: float) -> None:
