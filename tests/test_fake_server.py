@@ -810,3 +810,21 @@ def test_clean_shutdown_with_open_connections(
     idle.close()
     _no_tracebacks(caplog)
     assert not any("CancelledError" in r.getMessage() for r in caplog.records)
+
+
+def test_parse_str_limits() -> None:
+    # integer keys as PHP makes them: "05", "²" and numbers beyond 64 bits stay strings
+    assert parse_str("l[05]=a&l[]=b&l[%C2%B2]=c&l[]=d") == {
+        "l": {"05": "a", "0": "b", "²": "c", "1": "d"}
+    }
+    big = "9" * 5000
+    assert parse_str(f"a[{big}]=1&a[]=2") == {"a": {big: "1", "0": "2"}}
+    # deeper than PHP's max_input_nesting_level (64): dropped, as PHP drops it
+    nested: Any = "2"
+    for _ in range(64):
+        nested = {"d": nested}
+    assert parse_str("a" + "[b]" * 65 + "=1&c" + "[d]" * 64 + "=2") == {"c": nested}
+    # appending stays linear: 200,000 'a[]' in one body
+    assert len(parse_str("&".join(["a[]=x"] * 200_000))["a"]) == 200_000
+    # an array replaced by a value, then a new array: its own next index
+    assert parse_str("a[x][]=1&a[x]=s&a[y][]=2") == {"a": {"x": "s", "y": {"0": "2"}}}
