@@ -4,6 +4,9 @@ say and answers the documented responses and errors."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -1435,3 +1438,35 @@ async def test_control_api_in_process(fake: FakeKartra) -> None:
         wrong = await http.get("/_fake/seed")
         assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
         assert (await http.get("/api")).status_code == 405
+
+
+PLUGIN = ("-p", "kartra_async.testing.pytest_plugin")  # only this plugin: a quick start
+
+
+def test_pytest_option_and_ini_pick_the_style(tmp_path: Path) -> None:
+    (tmp_path / "test_inner.py").write_text(
+        "import os\n"
+        "def test_style(fake_kartra, kartra_response_style):\n"
+        "    assert fake_kartra.response_style == kartra_response_style == os.environ['WANT']\n",
+        encoding="utf-8",
+    )
+
+    def inner(*args: str, want: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGIN, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "WANT": want, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        )
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    assert inner(want="mirrored").returncode == 0
+    assert inner("--kartra-response-style", "wrapped", want="wrapped").returncode == 0
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nkartra_response_style = documented\n", encoding="utf-8"
+    )
+    assert inner(want="documented").returncode == 0
+    assert inner("--kartra-response-style", "wrapped", want="wrapped").returncode == 0
+    assert inner(want="wrapped").returncode == 1  # the check above can fail

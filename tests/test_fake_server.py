@@ -828,3 +828,16 @@ def test_parse_str_limits() -> None:
     assert len(parse_str("&".join(["a[]=x"] * 200_000))["a"]) == 200_000
     # an array replaced by a value, then a new array: its own next index
     assert parse_str("a[x][]=1&a[x]=s&a[y][]=2") == {"a": {"x": "s", "y": {"0": "2"}}}
+
+
+def test_fake_kartra_server_fixture(
+    fake_kartra: FakeKartra, fake_kartra_server: FakeServer
+) -> None:
+    fake_kartra.seed()
+    body = "app_id=fake-app&api_key=fake-key&api_password=fake-password&actions[0][cmd]=retrieve_account_pages"
+    assert httpx.post(fake_kartra_server.url, content=body, timeout=10).json() == {
+        "status": "Success",
+        "account_pages": ["Home", "Sales Page", "Thank You", "Webinar Registration"],
+    }
+    state = httpx.get(fake_kartra_server.control_url + "state", timeout=10).json()
+    assert state == fake_kartra.state()

@@ -13,6 +13,10 @@ array AND, when it has one action, that action's status, message and type (and w
 the docs print at the top level for that cmd) at the top level too; account calls
 answer as the docs print them. "documented" answers every call as the docs print it;
 "wrapped" always answers the `actions` array. The SDK reads all three.
+
+Option fields (drop_down, radio_button, checkbox) take an option's id or its label; a
+value that names no option is ignored, as the docs say Kartra ignores an unknown field
+identifier. Also inferred: the docs only show option ids.
 """
 
 from __future__ import annotations

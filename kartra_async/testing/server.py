@@ -72,8 +72,9 @@ class FakeServer:
         with FakeServer(fake) as url:      # "http://127.0.0.1:<free port>/api"
             ...
 
-    Leaving the block stops the server; open connections are closed and answers still
-    held back (latency, the timeout fault) are dropped, without errors.
+    Leaving the block stops the server without errors: idle connections are closed,
+    answers held back by latency go out at once, connections held by the timeout fault
+    or still sending their request are dropped.
     `header_timeout` / `body_timeout` (seconds) bound slow clients; `POST /_fake/reset`
     restores the fake's state as it was when the server started.
     """
