@@ -350,9 +350,9 @@ class Cli:
         self.url = self.banner[0].split()[4]
         self.control = self.url.removesuffix("api") + "_fake/"
 
-    def stop(self) -> tuple[int, str]:
-        """Ctrl-C; returns the exit status and stderr."""
-        self.process.send_signal(signal.SIGINT)
+    def stop(self, how: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+        """Ctrl-C (or another signal); returns the exit status and stderr."""
+        self.process.send_signal(how)
         try:
             _, err = self.process.communicate(timeout=30)
         finally:
@@ -464,7 +464,7 @@ def test_kartra_fake_server_is_the_same_server() -> None:
         ).json()
         assert answer == {"status": "Success", "message": "Tag added to lead", "type": "103"}
     finally:
-        code, err = cli.stop()
+        code, err = cli.stop(signal.SIGTERM)
     assert (code, err) == (0, "")
 
 

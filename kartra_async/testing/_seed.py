@@ -628,7 +628,7 @@ def _amount(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
-def dump_account(account: FakeAccount, *, with_next_id: bool = True) -> dict[str, Any]:
+def dump_account(account: FakeAccount) -> dict[str, Any]:
     """One account's data in seed form (no credentials)."""
     out: dict[str, Any] = {
         "tags": list(account.tags),
@@ -709,8 +709,7 @@ def dump_account(account: FakeAccount, *, with_next_id: bool = True) -> dict[str
             for t in account.transactions.values()
         ],
     }
-    if with_next_id:
-        out["next_id"] = account.next_id
+    out["next_id"] = account.next_id
     return out
 
 

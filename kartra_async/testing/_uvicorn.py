@@ -5,8 +5,11 @@ starts (uvicorn is the `server` extra)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import h11
@@ -119,6 +122,21 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.fake_app.close()  # held-back answers end now, so no request must be cancelled
         await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Ctrl-C or SIGTERM: a clean shutdown and exit status 0 (uvicorn would raise the
+        signal again once done, for a traceback or a -15)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        before = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
 
 
 def server(app: FakeApp, *, header_timeout: float, log: bool = False) -> _Server:
