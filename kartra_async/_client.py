@@ -45,7 +45,7 @@ from .errors import (
     error_from_code,
 )
 from .limits import Priority, RateLimiter, shared_limiter
-from .models.lead import LeadRef
+from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
 
 __all__ = ["AsyncKartra"]
@@ -250,15 +250,18 @@ class AsyncKartra:
         """Recurring payment subscriptions: search, get, edit, pause, unpause, cancel."""
         return SubscriptionCalls(self)
 
-    async def get_lead(self, email: str) -> Any:
-        """Everything Kartra knows about one lead (get_lead); LeadNotFoundError if none."""
+    async def get_lead(self, email: str | None = None, *, id: int | None = None) -> Lead:
+        """Everything Kartra knows about one lead, named by email or by id (exactly one;
+        sent as `get_lead[email]` or `get_lead[id]`). LeadNotFoundError if none;
+        KartraValidationError, before sending, for neither, both or a bad value."""
         command = COMMANDS["get_lead"]
-        wire = command.build({"email": email})
-        result = await self.send(Call({"get_lead": wire}, (command,)))
+        wire = command.build({"id": id, "email": email})
+        result = await self.send(Call({"get_lead": wire}, (command,), lead_id=wire.get("id")))
         action = result.actions[0]
         if action.error is not None:
             raise action.error
-        return action.data
+        lead: Lead = action.data
+        return lead
 
     async def call(
         self, actions: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | None = None

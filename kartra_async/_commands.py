@@ -545,7 +545,7 @@ _TABLE: tuple[Command, ...] = (
     ),
     Command(
         "get_lead", Scope.GET_LEAD, Safety.READ_ONLY, "only reads",
-        params=(_p("email", _email, required=True),), params_in="get_lead",
+        params=_LEAD_ID, params_in="get_lead", rules=(_either("email", "id"),),
         result_key="lead_details", result=Lead, error_codes=frozenset({234, 245}),
     ),
     # ---- lead actions

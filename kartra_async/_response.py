@@ -137,8 +137,9 @@ def read_response(
     Accepts every form the docs show: per-action results in `actions[i][cmd]`,
     results keyed by cmd without the `actions` wrapper (`{"refund_transaction": {...}}`),
     and a single action's result at the top level (`{"status": "Success",
-    "account_tags": [...]}`). A top-level `status: Error` raises the typed
-    KartraAPIError; anything unreadable raises KartraResponseError.
+    "account_tags": [...]}`). A top-level `status: Error`, or the failure of a call's
+    only action, raises the typed KartraAPIError; anything unreadable raises
+    KartraResponseError.
     """
 
     def fail(reason: str) -> KartraResponseError:
@@ -203,6 +204,11 @@ def read_response(
             if not isinstance(entry, Mapping) or command.name not in entry:
                 raise fail(f"action {i} of Kartra's answer is not a result of {command.name}")
             actions.append(_action(i, command, entry[command.name], fail))
+
+    if len(actions) == 1 and actions[0].error is not None:
+        # one action: its failure is the call's, whichever shape the answer has (the
+        # docs print it flat, like a call-level error; clients also see it in actions[])
+        raise actions[0].error
 
     lead_id = call.lead_id
     for result in actions:

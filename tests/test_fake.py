@@ -3,9 +3,15 @@ say and answers the documented responses and errors."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,10 +53,11 @@ from kartra_async.models import (
     TransactionType,
     UntilCancelled,
 )
-from kartra_async.testing import FakeKartra
+from kartra_async.testing import RESPONSE_STYLES, FakeKartra, SeedError, demo_seed_path
 
 pytestmark = pytest.mark.anyio
 
+SEED_FILE = Path(__file__).parent / "data" / "fake_seed.json"
 NY_NOW = datetime(2099, 6, 1, 12, 0, tzinfo=__import__("zoneinfo").ZoneInfo("America/New_York"))
 
 
@@ -849,3 +856,617 @@ async def test_asgi_app(fake: FakeKartra) -> None:
         assert result.ok
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         assert (await http.get("/other")).status_code == 404
+
+
+# ---- get_lead by id, notes, integer score and blacklisted
+
+
+async def test_get_lead_by_id_or_email(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    alice = fake.lead("alice@example.com")
+    assert alice is not None
+    alice.notes = "Prefers email"
+    alice.blacklisted = True
+    by_id = await kartra.get_lead(id=alice.id)
+    assert fake.requests[-1].form["get_lead"] == {"id": str(alice.id)}
+    by_email = await kartra.get_lead("alice@example.com")
+    assert fake.requests[-1].form["get_lead"] == {"email": "alice@example.com"}
+    assert by_id == by_email
+    assert (by_id.id, by_id.email, by_id.notes, by_id.blacklisted, by_id.tags) == (
+        alice.id,
+        "alice@example.com",
+        "Prefers email",
+        True,
+        ["Customer"],
+    )
+    assert [(m.name, m.level_name, m.active) for m in by_id.memberships] == [
+        ("Members Area", "Gold", True)
+    ]
+    with pytest.raises(LeadNotFoundError) as caught:
+        await kartra.get_lead(id=999_999)
+    assert (caught.value.code, caught.value.cmd) == (234, "get_lead")
+
+
+async def test_get_lead_raw_answer(fake: FakeKartra) -> None:
+    base = "app_id=fake-app&api_key=fake-key&api_password=fake-password"
+    alice = fake.lead("alice@example.com")
+    assert alice is not None
+    await_points = fake.handle(
+        f"{base}&lead[id]={alice.id}&actions[0][cmd]=give_points_to_lead&actions[0][points]=5".encode()
+    )
+    assert await_points.status == 200
+    details = json.loads(fake.handle(f"{base}&get_lead%5Bid%5D={alice.id}".encode()).body)[
+        "lead_details"
+    ]
+    # the docs' table: score and blacklisted are integers; notes is a string; ids strings
+    assert (details["id"], details["score"], details["blacklisted"], details["notes"]) == (
+        str(alice.id),
+        5,
+        0,
+        "",
+    )
+    keys = list(details)
+    assert keys.index("lead_preferred_time_zone") + 1 == keys.index("notes")
+    # id first, as Kartra looks a lead up by id first
+    bob = json.loads(
+        fake.handle(f"{base}&get_lead[id]={alice.id}&get_lead[email]=bob@example.com".encode()).body
+    )
+    assert bob["lead_details"]["email"] == "alice@example.com"
+    for query, code in (
+        ("get_lead[id]=", "206"),
+        ("get_lead[id]=abc", "234"),
+        ("get_lead[x]=1", "206"),
+    ):
+        answer = json.loads(fake.handle(f"{base}&{query}".encode()).body)
+        assert (answer["status"], answer["type"]) == ("Error", code), query
+
+
+# ---- option fields: ids or labels; what names no option is ignored (inferred rule)
+
+
+async def test_option_fields_take_ids_or_labels(fake: FakeKartra, kartra: AsyncKartra) -> None:
+    def ids(identifier: str) -> dict[str, int]:
+        return {label: i for i, label in fake.account.custom_fields[identifier].options.items()}
+
+    size, interests, fmt = ids("company_size"), ids("interests"), ids("newsletter_format")
+    result = await kartra.call(
+        [{"cmd": "create_lead"}],
+        lead={
+            "email": "options@example.com",
+            "custom_fields": [
+                {"field_identifier": "company_size", "field_value": "11-50"},
+                {
+                    "field_identifier": "interests",
+                    "field_value": ["sales", str(interests["Marketing"]), "Nope", "999999"],
+                },
+                {"field_identifier": "newsletter_format", "field_value": "Carrier pigeon"},
+            ],
+        },
+    )
+    assert result.ok  # a label never aborts the call
+    lead = fake.lead("options@example.com")
+    assert lead is not None
+    assert lead.custom == {
+        "company_size": [size["11-50"]],
+        "interests": [interests["Sales"], interests["Marketing"]],
+    }
+    # a value naming no option (unknown id or label) leaves the field as it was
+    for value in ("999999", "Huge", ["x", "0"]):
+        await kartra.call(
+            [{"cmd": "edit_lead"}],
+            lead={
+                "email": "options@example.com",
+                "custom_fields": [{"field_identifier": "company_size", "field_value": value}],
+            },
+        )
+        assert lead.custom["company_size"] == [size["11-50"]], value
+    # one option only for drop_down and radio_button
+    await kartra.call(
+        [{"cmd": "edit_lead"}],
+        lead={
+            "email": "options@example.com",
+            "custom_fields": [
+                {"field_identifier": "newsletter_format", "field_value": ["Text", "HTML"]},
+                {"field_identifier": "company_size", "field_value": str(size["200+"])},
+            ],
+        },
+    )
+    assert (lead.custom["newsletter_format"], lead.custom["company_size"]) == (
+        [fmt["Text"]],
+        [size["200+"]],
+    )
+    typed = await kartra.get_lead("options@example.com")
+    assert typed.custom_field("company_size").text == "200+"  # type: ignore[union-attr]
+
+
+def test_numbers_beyond_64_bits_are_a_400(fake: FakeKartra) -> None:
+    base = (
+        b"app_id=fake-app&api_key=fake-key&api_password=fake-password&lead[email]=alice@example.com"
+    )
+    reply = fake.handle(
+        base + b"&actions[0][cmd]=give_points_to_lead&actions[0][points]=" + b"9" * 5000
+    )
+    assert (reply.status, reply.body) == (400, b"Bad Request: a number of 5000 digits (at most 19)")
+    assert (fake.requests[-1].status, fake.requests[-1].applied) == (400, False)
+    reply = fake.handle(
+        base + b"&actions[0][cmd]=give_points_to_lead&actions[0][points]=" + b"1" * 19
+    )
+    assert json.loads(reply.body)["type"] == "105"
+    days = b"&actions[0][expiration]=" + b"9" * 18
+    reply = fake.handle(base + b"&actions[0][cmd]=give_points_to_lead&actions[0][points]=1" + days)
+    assert json.loads(reply.body)["type"] == "105"  # beyond year 9999: never expires
+
+
+# ---- answer shapes
+
+
+def _raw(fake: FakeKartra, tail: str) -> Any:
+    base = "app_id=fake-app&api_key=fake-key&api_password=fake-password"
+    return json.loads(fake.handle(f"{base}&{tail}".encode()).body)
+
+
+TAG_OK = {"status": "Success", "message": "Tag added to lead", "type": "103"}
+TAG_MISSING = {"status": "Error", "message": "Tag does not exist", "type": "212"}
+FOUND = {"Status": "Found"}
+ALICE = "lead[email]=alice@example.com"
+
+
+@pytest.mark.parametrize(
+    ("style", "single", "failing", "account"),
+    [
+        (
+            "mirrored",
+            {**TAG_OK, "lead": FOUND, "actions": [{"assign_tag": TAG_OK}]},
+            {**TAG_MISSING, "lead": FOUND, "actions": [{"assign_tag": TAG_MISSING}]},
+            {
+                "status": "Success",
+                "account_lists": ["Newsletter", "Customers", "Webinar", "Product Updates"],
+            },
+        ),
+        (
+            "documented",
+            TAG_OK,
+            TAG_MISSING,
+            {
+                "status": "Success",
+                "account_lists": ["Newsletter", "Customers", "Webinar", "Product Updates"],
+            },
+        ),
+        (
+            "wrapped",
+            {"status": "Success", "lead": FOUND, "actions": [{"assign_tag": TAG_OK}]},
+            {"status": "Success", "lead": FOUND, "actions": [{"assign_tag": TAG_MISSING}]},
+            {
+                "status": "Success",
+                "actions": [
+                    {
+                        "retrieve_account_lists": {
+                            "status": "Success",
+                            "account_lists": [
+                                "Newsletter",
+                                "Customers",
+                                "Webinar",
+                                "Product Updates",
+                            ],
+                        }
+                    }
+                ],
+            },
+        ),
+    ],
+)
+def test_answer_shapes(
+    style: str, single: dict[str, Any], failing: dict[str, Any], account: dict[str, Any]
+) -> None:
+    fake = FakeKartra(rate_limit=None, response_style=style)
+    fake.seed()
+    assert _raw(fake, f"{ALICE}&actions[0][cmd]=assign_tag&actions[0][tag_name]=VIP") == single
+    assert _raw(fake, f"{ALICE}&actions[0][cmd]=assign_tag&actions[0][tag_name]=Nope") == failing
+    assert _raw(fake, "actions[0][cmd]=retrieve_account_lists") == account
+    two = _raw(
+        fake,
+        f"{ALICE}&actions[0][cmd]=assign_tag&actions[0][tag_name]=VIP"
+        "&actions[1][cmd]=assign_tag&actions[1][tag_name]=Nope",
+    )
+    assert two == {
+        "status": "Success",
+        "lead": FOUND,
+        "actions": [{"assign_tag": TAG_OK}, {"assign_tag": TAG_MISSING}],
+    }
+
+
+def test_mirrored_keeps_what_the_docs_print_at_the_top() -> None:
+    fake = FakeKartra(rate_limit=None)
+    fake.seed()
+    alice = fake.lead("alice@example.com")
+    assert alice is not None
+    search = _raw(fake, f"{ALICE}&actions[0][cmd]=search_lead")
+    details = {"id": str(alice.id)}
+    assert search == {
+        "status": "Success",
+        "message": "Lead found",
+        "lead_details": details,
+        "lead": FOUND,
+        "actions": [
+            {"search_lead": {"status": "Success", "message": "Lead found", "lead_details": details}}
+        ],
+    }
+    listed = _raw(fake, f"{ALICE}&actions[0][cmd]=retrieve_subscriptions_from_lead")
+    rows = listed["retrieve_subscriptions_from_lead"]["subscriptions_list"]
+    assert listed == {
+        "status": "Success",
+        "retrieve_subscriptions_from_lead": {"subscriptions_list": rows},
+        "lead": FOUND,
+        "actions": [
+            {"retrieve_subscriptions_from_lead": {"status": "Success", "subscriptions_list": rows}}
+        ],
+    }
+    created = _raw(fake, "lead[email]=new@example.com&actions[0][cmd]=create_lead")
+    new = fake.lead("new@example.com")
+    assert new is not None
+    assert created == {
+        "status": "Success",
+        "lead": {"Status": "Created"},
+        "actions": [{"create_lead": {"status": "Success", "lead_details": {"id": str(new.id)}}}],
+    }
+
+
+def test_response_style_is_checked() -> None:
+    with pytest.raises(ValueError, match="response_style is one of mirrored, documented, wrapped"):
+        FakeKartra(response_style="flat")
+
+
+@pytest.mark.parametrize("kartra_response_style", RESPONSE_STYLES)
+async def test_the_sdk_reads_every_style_alike(
+    fake_kartra: FakeKartra, kartra_client: AsyncKartra, kartra_response_style: str
+) -> None:
+    assert fake_kartra.response_style == kartra_response_style
+    fake_kartra.seed()
+    kartra = kartra_client
+    created = await kartra.lead("styles@example.com").create(first_name="Sty")
+    lead = fake_kartra.lead("styles@example.com")
+    assert lead is not None
+    assert (created.ok, created.lead_id) == (True, lead.id)
+    tagged = await kartra.lead(id=lead.id).assign_tag("VIP")
+    assert [(a.cmd, a.ok, a.code) for a in tagged.actions] == [("assign_tag", True, 103)]
+    with pytest.raises(TagNotFoundError):
+        await kartra.lead(id=lead.id).assign_tag("Nope")
+    mixed = await kartra.lead(id=lead.id).subscribe_list("Newsletter").assign_tag("Nope")
+    assert [(a.ok, a.code) for a in mixed.actions] == [(True, 101), (False, 212)]
+    booked = await kartra.lead(id=lead.id).subscribe_calendar("Coaching", "Strategy Call")
+    assert booked.actions[0].code == 112
+    assert (await kartra.lead(id=lead.id).search()).lead_id == lead.id
+    assert await kartra.account.lists() == ["Newsletter", "Customers", "Webinar", "Product Updates"]
+    fields = await kartra.account.custom_fields()
+    assert [f.identifier for f in fields][:2] == ["company_size", "interests"]
+    typed = await kartra.get_lead(id=lead.id)
+    assert (typed.first_name, typed.tags) == ("Sty", ["VIP"])
+    alice = fake_kartra.lead("alice@example.com")
+    assert alice is not None
+    sale = next(t for t in fake_kartra.account.transactions.values() if t.lead_id == alice.id)
+    assert await kartra.transactions.refund(sale.id, amount=Decimal("10.00")) == RefundResult(
+        transaction_refunded=sale.id
+    )
+
+
+# ---- several App ids
+
+
+async def test_more_app_ids_share_the_accounts() -> None:
+    clock = Clock()
+    fake = FakeKartra("A", "K", "P", rate_limit=2, clock=clock, app_ids=["B"])
+    fake.seed()
+    assert fake.app_ids == ("A", "B")
+
+    def call(app_id: str) -> tuple[int, Any]:
+        reply = fake.handle(
+            f"app_id={app_id}&api_key=K&api_password=P&actions[0][cmd]=retrieve_account_tags".encode()
+        )
+        return reply.status, json.loads(reply.body) if reply.status == 200 else reply.body
+
+    tags = {"status": "Success", "account_tags": fake.account.tags}
+    assert call("A") == call("B") == (200, tags)
+    assert call("C") == (
+        200,
+        {
+            "status": "Error",
+            "message": "App Id is not valid. The app does not exists or is inactive",
+            "type": "239",
+        },
+    )
+    assert call("A") == (200, tags)
+    assert call("A") == (429, b"Too many requests")  # each App id has its own budget
+    assert call("B") == (200, tags)
+    fake.any_app_id = True
+    assert call("C") == (200, tags)  # C's second call this second
+    assert call("C") == (429, b"Too many requests")
+    assert fake.app_ids == ("A", "B")  # any App id is accepted, not remembered
+    clock.t += 1
+    async with AsyncKartra(
+        "B", "K", "P", base_url="http://127.0.0.1/api", transport=fake.transport(), limiter=None
+    ) as kartra:
+        await kartra.lead("shared@example.com").create()
+    assert fake.lead("shared@example.com") is not None  # B wrote to the one account
+
+
+# ---- seeds
+
+
+def test_demo_seed_file_is_the_demo() -> None:
+    demo = FakeKartra(now=lambda: NY_NOW)
+    demo.seed()
+    from_file = FakeKartra(now=lambda: NY_NOW)
+    from_file.load_seed(json.loads(demo_seed_path().read_text(encoding="utf-8")))
+    assert demo.state() == from_file.state()
+    state = demo.state()
+    assert state["memberships"] == {"Members Area": ["Free", "Gold"]}
+    assert [lead["email"] for lead in state["leads"]] == ["alice@example.com", "bob@example.com"]
+    assert [t["product_id"] for t in state["transactions"]] == [
+        state["products"][0]["id"],
+        state["products"][1]["id"],
+        state["products"][1]["id"],
+    ]
+
+
+def test_seed_round_trip() -> None:
+    seed = json.loads(SEED_FILE.read_text(encoding="utf-8"))
+    fake = FakeKartra(now=lambda: NY_NOW)
+    fake.load_seed(seed)
+    expected = {
+        **seed,
+        "accounts": [
+            {k: v for k, v in account.items() if k != "api_password"}
+            for account in seed["accounts"]
+        ],
+    }
+    assert fake.state() == expected
+    again = FakeKartra(now=lambda: NY_NOW)
+    again.load_seed(fake.state() | {"accounts": seed["accounts"]})
+    assert again.state() == expected
+    assert json.loads(json.dumps(fake.state())) == fake.state()  # JSON-ready
+
+
+async def test_seeded_lead_through_the_sdk() -> None:
+    fake = FakeKartra(rate_limit=None, now=lambda: NY_NOW)
+    fake.load_seed(json.loads(SEED_FILE.read_text(encoding="utf-8")))
+    async with AsyncKartra(
+        "WPFusion", "fake-key", "fake-password", base_url="http://127.0.0.1/api",
+        transport=fake.transport(), limiter=None,
+    ) as kartra:  # fmt: skip
+        lead = await kartra.get_lead(id=1027)
+        other = await kartra.account.tags()
+    assert other == ["Member", "VIP"]
+    assert (lead.email, lead.first_name, lead.city, lead.notes, lead.score, lead.tags) == (
+        "wp@example.com",
+        "Wanda",
+        "Oslo",
+        "Met at the webinar",
+        17,
+        ["Member"],
+    )
+    assert [(m.name, m.level_name, m.active) for m in lead.memberships] == [
+        ("Gold Club", "Premium", True)
+    ]
+    assert [(c.calendar_name, c.class_name, c.calendar_id, c.class_id) for c in lead.calendars] == [
+        ("Coaching", "Strategy Call", 7, 8)
+    ]
+    assert lead.custom_field("colors").text == "red, blue"  # type: ignore[union-attr]
+    assert lead.custom_field("bio").value == "Likes APIs"  # type: ignore[union-attr]
+    assert [(t.id, t.amount) for t in lead.transactions] == [(60, Decimal("99.00"))]
+    assert [(s.name, s.step) for s in lead.sequences] == [("Welcome", "2")]
+
+
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        ([], "must be a JSON object (got a list)"),
+        (
+            {"tag": ["x"]},
+            "unknown key 'tag' (known: accounts, app_ids, calendars, "
+            "custom_fields, leads, lists, memberships, next_id, pages, products, sales, sequences, "
+            "subscriptions, tags, transactions)",
+        ),
+        ({"tags": ["ok", ""]}, "tags[1]: must be a non-empty string"),
+        (
+            {"leads": [{"email": "z@example.com", "tags": ["Nope"]}]},
+            "leads[0].tags[0]: tag 'Nope' is not one of the account's tags",
+        ),
+        ({"leads": [{"first_name": "No email"}]}, "leads[0]: a lead needs an email"),
+        (
+            {"leads": [{"email": "alice@example.com"}]},
+            "leads[0].email: a lead with email 'alice@example.com' already exists",
+        ),
+        (
+            {
+                "leads": [
+                    {
+                        "email": "m@example.com",
+                        "memberships": [{"name": "Members Area", "level_name": "Platinum"}],
+                    }
+                ]
+            },
+            "leads[0].memberships[0].level_name: 'Platinum' is not a level of 'Members Area'",
+        ),
+        (
+            {
+                "leads": [
+                    {"email": "c@example.com", "custom_fields": {"company_size": ["1-10", "11-50"]}}
+                ]
+            },
+            "leads[0].custom_fields.company_size: a drop_down field holds one option",
+        ),
+        (
+            {"leads": [{"email": "c@example.com", "custom_fields": {"company_size": "Huge"}}]},
+            "leads[0].custom_fields.company_size[0]: 'Huge' is not an option of 'company_size'",
+        ),
+        (
+            {"custom_fields": {"notes": {"type": "checkbox"}}},
+            "custom_fields.notes.type: the field exists as text_area, not checkbox",
+        ),
+        (
+            {"sales": [{"lead": "alice@example.com", "product": "Nope"}]},
+            "sales[0]: names no product of the account (product_id or product)",
+        ),
+        (
+            {"sequences": {"Welcome": ["1-2"]}},
+            "sequences.Welcome[0]: a step is alphanumeric (got '1-2')",
+        ),
+        (
+            {"accounts": [{"api_key": "new"}]},
+            "accounts[0]: a new account ('new') needs its api_password",
+        ),
+        (
+            {"tags": ["Fine"], "leads": [{"email": "late@example.com", "lists": {"Nope": True}}]},
+            "leads[0].lists.Nope: not one of the account's lists",
+        ),
+    ],
+)
+def test_seed_errors_name_the_place_and_change_nothing(seed: Any, message: str) -> None:
+    fake = FakeKartra(now=lambda: NY_NOW)
+    fake.seed()
+    before = fake.state()
+    with pytest.raises(SeedError) as caught:
+        fake.load_seed(seed)
+    assert str(caught.value) == message
+    assert fake.state() == before
+
+
+def test_seeding_adds() -> None:
+    fake = FakeKartra(now=lambda: NY_NOW)
+    fake.seed()
+    fake.load_seed(
+        {
+            "tags": ["VIP", "Brand new"],
+            "sequences": {"Welcome": ["5"]},
+            "calendars": {"Coaching": {"classes": ["Office Hours"]}},
+            "leads": [{"email": "added@example.com", "tags": ["Brand new"], "points": 3}],
+        }
+    )
+    account = fake.account
+    assert account.tags == [
+        "Customer",
+        "VIP",
+        "Lead Magnet",
+        "Webinar Attendee",
+        "Newsletter",
+        "Brand new",
+    ]
+    assert account.sequences["Welcome"] == {"1", "2", "3", "4", "5"}
+    assert list(account.calendars["Coaching"].classes) == [
+        "Strategy Call",
+        "Group Q&A",
+        "Office Hours",
+    ]
+    added = fake.lead("added@example.com")
+    assert added is not None
+    assert (added.tags, added.score(NY_NOW)) == (["Brand new"], 3)
+    assert fake.lead("alice@example.com") is not None
+
+
+# ---- the ASGI app's control API (in process)
+
+
+async def test_control_api_in_process(fake: FakeKartra) -> None:
+    app = fake.asgi_app()
+    baseline = fake.state()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as http:
+        assert (await http.get("/_fake/")).json() == {
+            "endpoints": [
+                "/_fake/faults",
+                "/_fake/requests",
+                "/_fake/reset",
+                "/_fake/seed",
+                "/_fake/state",
+            ]
+        }
+        assert (await http.get("/_fake/state")).json() == baseline
+        added = await http.post(
+            "/_fake/seed", json={"tags": ["From PHP"], "leads": [{"email": "php@example.com"}]}
+        )
+        assert (added.status_code, added.json()) == (200, {"ok": True})
+        assert "From PHP" in fake.account.tags
+        assert fake.lead("php@example.com") is not None
+        bad = await http.post("/_fake/seed", json={"tags": [1]})
+        assert (bad.status_code, bad.json()) == (
+            400,
+            {"error": "tags[0]: must be a non-empty string"},
+        )
+        not_json = await http.post("/_fake/seed", content=b"{nope")
+        assert not_json.status_code == 400
+        assert not_json.json()["error"].startswith("the body is not valid JSON")
+        faults = await http.post(
+            "/_fake/faults",
+            json={"inject": [{"kind": "http_5xx", "times": 1, "status": 503}], "latency": [0, 0]},
+        )
+        assert faults.json() == {
+            "rules": [{"kind": "http_5xx", "times": 1, "status": 503}],
+            "latency": [0.0, 0.0],
+            "counts": {},
+        }
+        body = "app_id=fake-app&api_key=fake-key&api_password=fake-password&actions[0][cmd]=retrieve_account_tags"
+        assert (await http.post("/api", content=body)).status_code == 503
+        assert (await http.get("/_fake/faults")).json() == {
+            "rules": [],
+            "latency": [0.0, 0.0],
+            "counts": {"http_5xx": 1},
+        }
+        refused = await http.post("/_fake/faults", json={"inject": [{"kind": "fire", "times": 1}]})
+        assert refused.status_code == 400
+        assert refused.json()["error"].startswith("unknown fault 'fire'; one of refuse, http_5xx")
+        assert (await http.post("/_fake/faults", json={"clear": True})).json() == {
+            "rules": [],
+            "latency": None,
+            "counts": {},
+        }
+        assert (await http.post("/api", content=body)).json()["status"] == "Success"
+        log = (await http.get("/_fake/requests")).json()
+        assert [entry["cmds"] for entry in log] == [["retrieve_account_tags"]] * 2
+        assert log[-1]["form"] == {"actions": {"0": {"cmd": "retrieve_account_tags"}}}
+        assert "fake-password" not in json.dumps(log)
+        reset = await http.post("/_fake/reset")
+        assert (reset.status_code, reset.json()) == (200, {"ok": True})
+        assert (await http.get("/_fake/state")).json() == baseline
+        assert (await http.get("/_fake/requests")).json() == []
+        await http.post("/_fake/reset", json={"empty": True})
+        assert fake.account.tags == []
+        missing = await http.get("/_fake/nope")
+        assert (missing.status_code, missing.json()) == (
+            404,
+            {"error": "no such control endpoint: /_fake/nope"},
+        )
+        wrong = await http.get("/_fake/seed")
+        assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+        assert (await http.get("/api")).status_code == 405
+
+
+PLUGIN = ("-p", "kartra_async.testing.pytest_plugin")  # only this plugin: a quick start
+
+
+def test_pytest_option_and_ini_pick_the_style(tmp_path: Path) -> None:
+    (tmp_path / "test_inner.py").write_text(
+        "import os\n"
+        "def test_style(fake_kartra, kartra_response_style):\n"
+        "    assert fake_kartra.response_style == kartra_response_style == os.environ['WANT']\n",
+        encoding="utf-8",
+    )
+
+    def inner(*args: str, want: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGIN, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "WANT": want, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        )
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    assert inner(want="mirrored").returncode == 0
+    assert inner("--kartra-response-style", "wrapped", want="wrapped").returncode == 0
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nkartra_response_style = documented\n", encoding="utf-8"
+    )
+    assert inner(want="documented").returncode == 0
+    assert inner("--kartra-response-style", "wrapped", want="wrapped").returncode == 0
+    assert inner(want="wrapped").returncode == 1  # the check above can fail

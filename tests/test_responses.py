@@ -20,6 +20,7 @@ from kartra_async import (
     KartraAPIError,
     KartraResponseError,
     KartraServerError,
+    KartraValidationError,
     LeadExistsError,
     LeadNotFoundError,
     RateLimitError,
@@ -37,6 +38,8 @@ from kartra_async.models import (
     TransactionSummary,
     TransactionType,
 )
+from kartra_async.testing import RESPONSE_STYLES
+from kartra_async.testing.fake import envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -460,3 +463,202 @@ async def test_http_errors(kartra: AsyncKartra, api: respx.MockRouter) -> None:
         await kartra.account.tags()
     assert type(forbidden.value) is KartraResponseError
     assert forbidden.value.status_code == 403
+
+
+# ---- get_lead by id or by email
+
+
+async def test_get_lead_by_id(kartra: AsyncKartra, api: respx.MockRouter) -> None:
+    route = reply(
+        api,
+        {
+            "status": "Success",
+            "lead_details": {
+                "id": "1027",
+                "email": "wp@example.com",
+                "notes": "Called on Monday",
+                "score": 12,
+                "blacklisted": 1,
+                "tags": [{"tag_name": "Member"}],
+            },
+        },
+    )
+    lead = await kartra.get_lead(id=1027)
+    request = route.calls.last.request
+    assert request.content.decode().endswith("&get_lead%5Bid%5D=1027")
+    assert lead == Lead(
+        id=1027,
+        email="wp@example.com",
+        notes="Called on Monday",
+        score=12,
+        blacklisted=True,
+        tags=["Member"],
+    )
+    await kartra.get_lead("wp@example.com")
+    assert route.calls.last.request.content.decode().endswith(
+        "&get_lead%5Bemail%5D=wp%40example.com"
+    )
+
+
+async def test_get_lead_reads_the_docs_strings_and_the_table_integers(
+    kartra: AsyncKartra, api: respx.MockRouter
+) -> None:
+    """The docs' sample sends "0" strings, their field table says integer: both read."""
+    for score, blacklisted in (("7", "1"), (7, 1), ("0", "0"), (0, 0)):
+        reply(
+            api,
+            {
+                "status": "Success",
+                "lead_details": {"id": 1, "score": score, "blacklisted": blacklisted},
+            },
+        )
+        lead = await kartra.get_lead(id=1)
+        assert (lead.score, lead.blacklisted) == (int(score), bool(int(blacklisted)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "rule"),
+    [
+        ({}, "email", "one of email or id is required"),
+        ({"email": "a@b.co", "id": 5}, "email", "give only one of email or id"),
+        ({"id": 0}, "id", "must be >= 1 (got 0)"),
+        ({"id": "x"}, "id", "must be an integer (got 'x')"),
+        ({"id": True}, "id", "must be an integer (got a bool)"),
+        ({"email": "nope"}, "email", "must be an email address like name@example.com (got 'nope')"),
+    ],
+)
+async def test_get_lead_needs_exactly_one_of_email_or_id(
+    kartra: AsyncKartra, api: respx.MockRouter, kwargs: dict[str, Any], field: str, rule: str
+) -> None:
+    route = reply(api, {"status": "Success", "lead_details": {"id": "1"}})
+    with pytest.raises(KartraValidationError) as caught:
+        await kartra.get_lead(**kwargs)
+    assert (caught.value.cmd, caught.value.field, caught.value.rule) == ("get_lead", field, rule)
+    assert route.call_count == 0
+
+
+# ---- every answer shape the fake can give reads the same
+
+
+def _style_body(
+    style: str,
+    cmds: list[str],
+    results: list[dict[str, Any]],
+    lead_status: str | None,
+) -> dict[str, Any]:
+    lead_scoped = lead_status is not None
+    return envelope(style, cmds, results, lead_status, lead_scoped=lead_scoped)
+
+
+TAG_OK = {"status": "Success", "message": "Tag added to lead", "type": "103"}
+TAG_MISSING = {"status": "Error", "message": "Tag does not exist", "type": "212"}
+LIST_OK = {"status": "Success", "message": "Lead subscribed to list", "type": "101"}
+CALENDAR_OK = {"status": "Success", "message": "Lead subscribed to class", "type": "112"}
+
+
+@pytest.mark.parametrize("style", RESPONSE_STYLES)
+async def test_single_lead_action_in_every_style(
+    kartra: AsyncKartra, api: respx.MockRouter, style: str
+) -> None:
+    reply(api, _style_body(style, ["assign_tag"], [TAG_OK], "Found"))
+    result = await kartra.lead("a@b.co").assign_tag("VIP")
+    assert [(a.cmd, a.ok, a.code, a.message) for a in result.actions] == [
+        ("assign_tag", True, 103, "Tag added to lead")
+    ]
+    reply(api, _style_body(style, ["calendar_subscribe"], [CALENDAR_OK], "Found"))
+    result = await kartra.lead("a@b.co").subscribe_calendar("Coaching", "Call")
+    assert [(a.cmd, a.ok, a.code) for a in result.actions] == [("calendar_subscribe", True, 112)]
+
+
+@pytest.mark.parametrize("style", RESPONSE_STYLES)
+async def test_single_failing_action_raises_in_every_style(
+    kartra: AsyncKartra, api: respx.MockRouter, style: str
+) -> None:
+    reply(api, _style_body(style, ["assign_tag"], [TAG_MISSING], "Found"))
+    with pytest.raises(TagNotFoundError) as caught:
+        await kartra.lead("a@b.co").assign_tag("Nope")
+    assert (caught.value.cmd, caught.value.action_index, caught.value.code) == (
+        "assign_tag",
+        0,
+        212,
+    )
+    assert str(caught.value) == "assign_tag (action 0): Tag does not exist (Kartra 212)"
+
+
+@pytest.mark.parametrize("style", RESPONSE_STYLES)
+async def test_partial_failure_in_every_style(
+    kartra: AsyncKartra, api: respx.MockRouter, style: str
+) -> None:
+    reply(
+        api,
+        _style_body(
+            style, ["subscribe_lead_to_list", "assign_tag"], [LIST_OK, TAG_MISSING], "Found"
+        ),
+    )
+    result = await kartra.lead("a@b.co").subscribe_list("News").assign_tag("Nope")
+    assert [(a.cmd, a.ok, a.code) for a in result.actions] == [
+        ("subscribe_lead_to_list", True, 101),
+        ("assign_tag", False, 212),
+    ]
+    assert [type(e) for e in result.errors] == [TagNotFoundError]
+
+
+@pytest.mark.parametrize("style", RESPONSE_STYLES)
+async def test_lead_cmds_in_every_style(
+    kartra: AsyncKartra, api: respx.MockRouter, style: str
+) -> None:
+    reply(
+        api,
+        _style_body(
+            style, ["create_lead"], [{"status": "Success", "lead_details": {"id": "77"}}], "Created"
+        ),
+    )
+    created = await kartra.lead("a@b.co").create()
+    assert (created.ok, created.lead_id, created.actions[0].data) == (True, 77, LeadRef(77))
+    found = {"status": "Success", "message": "Lead found", "lead_details": {"id": "78"}}
+    reply(api, _style_body(style, ["search_lead"], [found], "Found"))
+    searched = await kartra.lead("a@b.co").search()
+    assert (searched.lead_id, searched.actions[0].data, searched.actions[0].message) == (
+        78,
+        LeadRef(78),
+        "Lead found",
+    )
+    rows = [
+        {"transaction_id": "5", "lead_id": "78", "lead_email": "a@b.co", "transaction_type": "sale"}
+    ]
+    reply(
+        api,
+        _style_body(
+            style, ["retrieve_transactions_from_lead"], [{"transaction_list": rows}], "Found"
+        ),
+    )
+    listed = await kartra.lead("a@b.co").transactions()
+    assert listed.actions[0].data == [
+        TransactionSummary(
+            transaction_id=5,
+            transaction_type=TransactionType.SALE,
+            lead_id=78,
+            lead_email="a@b.co",
+        )
+    ]
+
+
+@pytest.mark.parametrize("style", RESPONSE_STYLES)
+async def test_account_calls_in_every_style(
+    kartra: AsyncKartra, api: respx.MockRouter, style: str
+) -> None:
+    reply(api, _style_body(style, ["retrieve_account_tags"], [{"account_tags": ["A", "B"]}], None))
+    assert await kartra.account.tags() == ["A", "B"]
+    refunded = {"status": "Success", "transaction_refunded": "792354"}
+    reply(api, _style_body(style, ["refund_transaction"], [refunded], None))
+    assert await kartra.transactions.refund(738474) == RefundResult(transaction_refunded=792354)
+    modified = {"status": "Success", "message": "Subscription modified", "type": "115"}
+    reply(api, _style_body(style, ["edit_subscription"], [modified], None))
+    assert await kartra.subscriptions.edit(1, quantity=2) is None
+    details = {"subscription_details": {"subscription_id": "993037"}}
+    reply(api, _style_body(style, ["get_subscription_details"], [details], None))
+    assert await kartra.subscriptions.get(993037) == SubscriptionDetails(subscription_id=993037)
+    missing = {"status": "Error", "message": "Transaction doesn't exist", "type": "247"}
+    reply(api, _style_body(style, ["search_transaction"], [missing], None))
+    with pytest.raises(TransactionNotFoundError):
+        await kartra.transactions.search(1)

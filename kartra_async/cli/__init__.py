@@ -485,9 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
         resource.add_argument("action", choices=["get"])
         resource.add_argument("id", type=int)
 
-    server = sub.add_parser("fake-server", help="serve a fake Kartra over HTTP on loopback")
-    server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=8765)
+    from ..testing.__main__ import add_arguments as fake_server_arguments
+
+    server = sub.add_parser(
+        "fake-server",
+        help="serve a fake Kartra over HTTP (as python -m kartra_async.testing)",
+        description="Serve a fake Kartra API over HTTP: the options of python -m kartra_async.testing.",
+    )
+    fake_server_arguments(server)
     return p
 
 
@@ -572,9 +577,9 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command == "fake-server":
-        from ..testing.__main__ import main as serve
+        from ..testing.__main__ import run as serve
 
-        return serve(["--host", args.host, "--port", str(args.port)])
+        return serve(args, out, err)
     output = Output(args.json, out, err)
     try:
         return anyio.run(_main, args, output)

@@ -25,7 +25,7 @@ from ._state import (
     Transaction,
 )
 
-__all__ = ["HANDLERS", "LEAD_CMDS", "Context", "KartraFault", "lead_details"]
+__all__ = ["HANDLERS", "LEAD_CMDS", "Context", "KartraFault", "MalformedRequest", "lead_details"]
 
 
 class KartraFault(Exception):
@@ -69,8 +69,21 @@ def _text(action: dict[str, Any], key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+#: digits in the longest integer PHP holds (PHP_INT_MAX, 64 bits)
+MAX_DIGITS = 19
+
+
+class MalformedRequest(Exception):
+    """A request the fake will not read (a number beyond 64 bits): answered HTTP 400."""
+
+
 def _is_number(value: Any) -> TypeGuard[str]:
-    return isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()) is not None
+    if not isinstance(value, str) or re.fullmatch(r"-?\d+", value.strip()) is None:
+        return False
+    digits = len(value.strip().lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise MalformedRequest(f"a number of {digits} digits (at most {MAX_DIGITS})")
+    return True
 
 
 def _money(value: Any) -> Decimal | None:
@@ -105,15 +118,34 @@ def _apply_custom_fields(ctx: Context, lead: FakeLead, raw: Any) -> None:
                 raise KartraFault(271)
             lead.custom[definition.identifier] = value
         else:
-            ids = values(value) if isinstance(value, dict) else [value]
-            try:
-                chosen = [int(v) for v in ids or []]
-            except (TypeError, ValueError):
-                raise KartraFault(271) from None
-            chosen = [i for i in chosen if i in definition.options]
-            if definition.type != "checkbox":
-                chosen = chosen[:1]
-            lead.custom[definition.identifier] = chosen
+            given = values(value) if isinstance(value, dict) else [value]
+            chosen: list[int] = []
+            for item in given or []:
+                option = _option(definition, item)
+                if option is not None and option not in chosen:
+                    chosen.append(option)
+            if not chosen:
+                continue  # names no option: ignored, like an unknown identifier
+            lead.custom[definition.identifier] = (
+                chosen if definition.type == "checkbox" else chosen[:1]
+            )
+
+
+def _option(definition: CustomFieldDef, item: Any) -> int | None:
+    """The option an item names, by id or by label (exact, then ignoring case), or None.
+
+    Inferred, not documented: Kartra's docs only show option ids. The fake takes a
+    label for its option and ignores anything naming no option (an unknown id, an
+    unknown label), as the docs say Kartra does with an unknown field identifier."""
+    if not isinstance(item, str):
+        return None
+    if _is_number(item):
+        return int(item) if int(item) in definition.options else None
+    for folded in (False, True):
+        for option_id, label in definition.options.items():
+            if label == item or (folded and label.casefold() == item.casefold()):
+                return option_id
+    return None
 
 
 def _apply_fields(lead: FakeLead, data: dict[str, Any]) -> None:
@@ -179,7 +211,8 @@ LEAD_CMDS: dict[str, Callable[[Context, dict[str, Any]], FakeLead]] = {
 
 
 def lead_details(ctx: Context, lead: FakeLead) -> dict[str, Any]:
-    """get_lead's lead_details, shaped like the docs' sample (numbers as strings)."""
+    """get_lead's lead_details, shaped like the docs' sample (numbers as strings), except
+    `score` and `blacklisted`: integers, as the docs' field table says."""
     account = ctx.account
     transactions = [t for t in account.transactions.values() if t.lead_id == lead.id]
     custom = []
@@ -247,7 +280,7 @@ def lead_details(ctx: Context, lead: FakeLead) -> dict[str, Any]:
         "state": fields.get("state", ""),
         "country": fields.get("country", ""),
         "lead_picture": fields.get("lead_picture", ""),
-        "score": str(lead.score(ctx.now)),
+        "score": lead.score(ctx.now),
         "source": lead.source,
         "source_id": "0",
         "ip_country": "",
@@ -256,8 +289,9 @@ def lead_details(ctx: Context, lead: FakeLead) -> dict[str, Any]:
         "twitter": fields.get("twitter", ""),
         "linkedin": fields.get("linkedin", ""),
         "lead_preferred_time_zone": fields.get("lead_preferred_time_zone", ""),
+        "notes": lead.notes,
         "referring_id": "0",
-        "blacklisted": "0",
+        "blacklisted": 1 if lead.blacklisted else 0,
         "gdpr_lead_status": "0",
         "gdpr_lead_status_date": "0000-00-00 00:00:00",
         "gdpr_lead_communications": "0",
@@ -364,7 +398,12 @@ def give_points_to_lead(
 ) -> dict[str, Any]:
     points = _points(action, 215, 227)
     days = action.get("expiration")
-    expires = ctx.now + timedelta(days=int(days)) if _is_number(days) and int(days) > 0 else None
+    expires = None
+    if _is_number(days) and int(days) > 0:
+        try:
+            expires = ctx.now + timedelta(days=int(days))
+        except OverflowError:
+            expires = None  # beyond year 9999: never
     _lead(lead).points.append(Points(points, expires))
     return ok("Points added to lead", 105)
 

@@ -4,6 +4,7 @@ PHP's `json_encode` output style, so the fake reads and answers like Kartra's PH
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -13,9 +14,18 @@ PhpArray = dict[str, Any]
 """A PHP array: an ordered map. Integer keys are kept as their decimal strings."""
 
 
-def _next_index(array: PhpArray) -> str:
-    ints = [int(k) for k in array if k.isdigit() or (k[:1] == "-" and k[1:].isdigit())]
-    return str(max(ints) + 1) if ints else "0"
+#: PHP's default max_input_nesting_level: a variable nested deeper is dropped
+MAX_NESTING = 64
+_INT_KEY = re.compile(r"0|-?[1-9][0-9]{0,18}")
+
+
+def _int_key(key: str) -> int | None:
+    """The integer PHP makes of an array key ("5", "-3"; not "05", "²" or beyond 64 bits)."""
+    if _INT_KEY.fullmatch(key):
+        number = int(key)
+        if -(2**63) <= number < 2**63:
+            return number
+    return None
 
 
 def _base_name(raw: str) -> tuple[str, str]:
@@ -47,8 +57,11 @@ def _segments(rest: str) -> list[str]:
 
 
 def parse_str(body: str) -> PhpArray:
-    """Parse a query string into nested PHP arrays, as PHP's `parse_str` does."""
+    """Parse a query string into nested PHP arrays, as PHP's `parse_str` does (a variable
+    nested more than MAX_NESTING levels deep is dropped, as PHP drops it)."""
     result: PhpArray = {}
+    #: id(array) -> (array, its largest integer key): PHP's next free index, less one
+    largest: dict[int, tuple[PhpArray, int]] = {}
     for pair in body.split("&"):
         if not pair:
             continue
@@ -56,12 +69,22 @@ def parse_str(body: str) -> PhpArray:
         name, rest = _base_name(unquote_plus(raw_key))
         if not name:
             continue
+        segments = _segments(rest)
+        if len(segments) > MAX_NESTING:
+            continue
         value = unquote_plus(raw_value)
-        keys = [name, *_segments(rest)]
+        keys = [name, *segments]
         target = result
         for i, key in enumerate(keys):
             if key in ("", " ") and i > 0:  # 'a[]' and 'a[ ]' append
-                key = _next_index(target)
+                number: int | None = largest.get(id(target), (target, -1))[1] + 1
+                key = str(number)
+            else:
+                number = _int_key(key)
+                if number is not None:
+                    key = str(number)
+            if number is not None and number > largest.get(id(target), (target, -(2**63)))[1]:
+                largest[id(target)] = (target, number)
             if i == len(keys) - 1:
                 target[key] = value
             else:

@@ -51,7 +51,9 @@ class FakeLead:
     sequences: dict[str, tuple[str, str]] = attrs.field(factory=dict)  #: name -> (step, status)
     points: list[Points] = attrs.field(factory=list)
     calendars: list[CalendarBooking] = attrs.field(factory=list)
-    memberships: list[tuple[str, str, bool]] = attrs.field(factory=list)
+    memberships: list[tuple[str, str, bool]] = attrs.field(factory=list)  #: (name, level, active)
+    notes: str = ""
+    blacklisted: bool = False
     source: str = "api"
     deleted: bool = False
 
@@ -136,6 +138,7 @@ class FakeAccount:
     lists: list[str] = attrs.field(factory=list)
     sequences: dict[str, set[str]] = attrs.field(factory=dict)  #: name -> step ids
     calendars: dict[str, Calendar] = attrs.field(factory=dict)
+    memberships: dict[str, list[str]] = attrs.field(factory=dict)  #: name -> level names
     custom_fields: dict[str, CustomFieldDef] = attrs.field(factory=dict)
     pages: list[str] = attrs.field(factory=list)
     products: dict[int, Product] = attrs.field(factory=dict)

@@ -3,6 +3,20 @@
 Modelled on fakeredis and moto: one fake holds Apps and accounts that several clients
 share, every documented cmd changes its state as Kartra would, and switches inject
 the faults a real network has (latency, 5xx, dropped connections, broken bodies, 429).
+
+Answer shapes (`response_style`). Kartra's docs print some single-action answers flat
+(`{"status", "message", "type"}` at the top level) and others inside `actions`; real
+clients read both. The default, "mirrored", is inferred from five public clients run
+against this fake (WP Fusion Lite, noobtask, communication-analyzer, strapi-populator,
+a NestJS KartraService), not from the docs: a call about a lead answers the `actions`
+array AND, when it has one action, that action's status, message and type (and what
+the docs print at the top level for that cmd) at the top level too; account calls
+answer as the docs print them. "documented" answers every call as the docs print it;
+"wrapped" always answers the `actions` array. The SDK reads all three.
+
+Option fields (drop_down, radio_button, checkbox) take an option's id or its label; a
+value that names no option is ignored, as the docs say Kartra ignores an unknown field
+identifier. Also inferred: the docs only show option ids.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from ._handlers import (
     LEAD_SCOPED,
     Context,
     KartraFault,
+    MalformedRequest,
     find_lead,
     lead_details,
     ok,
@@ -31,8 +46,6 @@ from ._handlers import (
 from ._php import json_encode, parse_str, values
 from ._state import (
     App,
-    Calendar,
-    CustomFieldDef,
     FakeAccount,
     FakeLead,
     Product,
@@ -45,8 +58,12 @@ if TYPE_CHECKING:
 
     from .._client import AsyncKartra
     from ..limits import Limiter
+    from ._asgi import FakeApp
 
-__all__ = ["FAULT_KINDS", "FakeKartra", "Faults", "RecordedRequest", "Reply"]
+__all__ = ["FAULT_KINDS", "RESPONSE_STYLES", "FakeKartra", "Faults", "RecordedRequest", "Reply"]
+
+#: The answer shapes a FakeKartra can give (see the module docstring); the first is the default.
+RESPONSE_STYLES = ("mirrored", "documented", "wrapped")
 
 #: fault kind -> whether the call is applied before the fault strikes
 FAULT_KINDS: dict[str, bool] = {
@@ -125,13 +142,42 @@ class Faults:
     def inject(
         self, kind: str, *, times: int | None = None, share: float | None = None, status: int = 500
     ) -> None:
+        """Hit the next `times` calls, or a `share` of calls, with fault `kind`
+        (FAULT_KINDS); `status` is http_5xx's HTTP status. ValueError for bad arguments."""
+        self.check(kind, times=times, share=share, status=status)
+        self._rules.append(_Rule(kind, times, share or 0.0, status))
+
+    @staticmethod
+    def check(
+        kind: str, *, times: int | None = None, share: float | None = None, status: int = 500
+    ) -> None:
+        """Raise ValueError if `inject` would refuse these arguments."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
         if (times is None) == (share is None):
             raise ValueError("give either times= or share=")
+        if times is not None and times < 0:
+            raise ValueError("times must be 0 or more")
         if share is not None and not 0 <= share <= 1:
             raise ValueError("share must be between 0 and 1")
-        self._rules.append(_Rule(kind, times, share or 0.0, status))
+        if not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status (100-599)")
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The rules still in force, in order (JSON-ready)."""
+        out: list[dict[str, Any]] = []
+        for rule in self._rules:
+            if rule.times == 0:
+                continue
+            entry: dict[str, Any] = {"kind": rule.kind}
+            if rule.times is not None:
+                entry["times"] = rule.times
+            else:
+                entry["share"] = rule.share
+            if rule.kind == "http_5xx":
+                entry["status"] = rule.status
+            out.append(entry)
+        return out
 
     def clear(self) -> None:
         self._rules.clear()
@@ -173,7 +219,10 @@ class FakeKartra:
 
     `rate_limit` calls per `rate_period` seconds per App (None: off) answer HTTP 429
     beyond; `test_mode` rewrites new leads' emails to @kartra.com as Kartra's Test Mode
-    does; `clock` (monotonic seconds) and `now` (aware datetime) are injectable.
+    does; `response_style` is one of RESPONSE_STYLES; `app_ids` are more App ids that
+    share this App's accounts, and `any_app_id=True` accepts every App id; `arrival_delay`
+    (seconds, or a (low, high) range) is the one-way trip before the fake counts a call;
+    `clock` (monotonic seconds) and `now` (aware datetime) are injectable.
     """
 
     def __init__(
@@ -186,14 +235,19 @@ class FakeKartra:
         rate_period: float = 1.0,
         test_mode: bool = False,
         refund_period_days: int = 30,
-        response_style: str = "documented",
+        response_style: str = "mirrored",
+        app_ids: Iterable[str] = (),
+        any_app_id: bool = False,
+        arrival_delay: float | tuple[float, float] = 0.0,
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        if response_style not in ("documented", "wrapped"):
-            raise ValueError("response_style is 'documented' or 'wrapped'")
+        if response_style not in RESPONSE_STYLES:
+            raise ValueError(f"response_style is one of {', '.join(RESPONSE_STYLES)}")
         self.app_id, self.api_key, self.api_password = app_id, api_key, api_password
+        self.any_app_id = any_app_id
+        self.arrival_delay = arrival_delay
         self.rate_limit = rate_limit
         self.rate_period = rate_period
         self.test_mode = test_mode
@@ -209,11 +263,27 @@ class FakeKartra:
         self._limiter: Limiter | None = None
         self.apps: dict[str, App] = {}
         self.add_account(api_key, api_password, app_id=app_id)
+        for other in app_ids:
+            self.allow_app(other)
 
     # ---- configuration
 
     def add_app(self, app_id: str) -> App:
+        """An App with accounts of its own (see allow_app for one sharing this App's)."""
         return self.apps.setdefault(app_id, App(app_id))
+
+    def allow_app(self, app_id: str) -> App:
+        """Accept `app_id` too, for the same accounts as the fake's own App (as one Kartra
+        account serves every App it authorized). Each App id has its own rate limit."""
+        app = self.apps.get(app_id)
+        if app is None:
+            app = self.apps[app_id] = App(app_id, accounts=self.app.accounts)
+        return app
+
+    @property
+    def app_ids(self) -> tuple[str, ...]:
+        """The App ids that reach this fake's own accounts."""
+        return tuple(a.app_id for a in self.apps.values() if a.accounts is self.app.accounts)
 
     def add_account(
         self, api_key: str, api_password: str, *, app_id: str | None = None
@@ -239,11 +309,14 @@ class FakeKartra:
     def reset(self) -> None:
         """Forget every account's data, the request log, the faults and the rate windows
         (Apps, accounts and credentials stay)."""
+        fresh: dict[int, FakeAccount] = {}
         for app in self.apps.values():
             for key, account in list(app.accounts.items()):
-                app.accounts[key] = FakeAccount(
-                    account.api_key, account.api_password, active=account.active
-                )
+                if id(account) not in fresh:
+                    fresh[id(account)] = FakeAccount(
+                        account.api_key, account.api_password, active=account.active
+                    )
+                app.accounts[key] = fresh[id(account)]
         self.requests.clear()
         self.faults.clear()
         self._windows.clear()
@@ -287,11 +360,13 @@ class FakeKartra:
         kind: str = "recurring",
         processor: str = "Stripe",
         days_ago: int = 0,
+        when: datetime | None = None,
         account: FakeAccount | None = None,
     ) -> Transaction:
-        """Record a sale (and, with subscription=True, its recurring subscription)."""
+        """Record a sale (and, with subscription=True, its recurring subscription), made
+        `days_ago` days ago or `when`."""
         account = account or self.account
-        when = self.now() - timedelta(days=days_ago)
+        when = when or self.now() - timedelta(days=days_ago)
         amount = product.price_points[price_point]
         sub_id = None
         if subscription:
@@ -321,45 +396,28 @@ class FakeKartra:
         return transaction
 
     def seed(self, account: FakeAccount | None = None) -> FakeAccount:
-        """Fill an account with a ready demo: tags, lists, sequences, a calendar, custom
-        fields, pages, products, leads with sales and subscriptions."""
+        """Fill an account with the demo (`demo_seed.json`): tags, lists, sequences, a
+        calendar, memberships, custom fields, pages, products, leads with sales and
+        subscriptions."""
+        from ._seed import _Loader, demo_seed
+
         account = account or self.account
-        account.tags = ["Customer", "VIP", "Lead Magnet", "Webinar Attendee", "Newsletter"]
-        account.lists = ["Newsletter", "Customers", "Webinar", "Product Updates"]
-        account.sequences = {"Welcome": {"1", "2", "3", "4"}, "Onboarding": {"1", "2", "3"}}
-        account.calendars = {
-            "Coaching": Calendar(
-                account.new_id(),
-                "Coaching",
-                {"Strategy Call": account.new_id(), "Group Q&A": account.new_id()},
-            )
-        }
-        account.pages = ["Home", "Sales Page", "Thank You", "Webinar Registration"]
-        for identifier, kind, options in (
-            ("company_size", "drop_down", ["1-10", "11-50", "51-200", "200+"]),
-            ("interests", "checkbox", ["Marketing", "Sales", "Support"]),
-            ("newsletter_format", "radio_button", ["HTML", "Text"]),
-            ("notes", "text_area", []),
-            ("referral_code", "input_field", []),
-        ):
-            account.custom_fields[identifier] = CustomFieldDef(
-                account.new_id(), identifier, kind, {account.new_id(): o for o in options}
-            )
-        course = self.add_product(
-            "Online Course", {1: Decimal("199.00"), 2: Decimal("99.00")}, account=account
-        )
-        club = self.add_product("Membership Club", {1: Decimal("29.00")}, account=account)
-        alice = self.add_lead(
-            "alice@example.com", account=account, first_name="Alice", last_name="Smith"
-        )
-        alice.tags.append("Customer")
-        alice.lists["Customers"] = True
-        self.add_sale(alice, course, account=account)
-        self.add_sale(alice, club, subscription=True, account=account)
-        bob = self.add_lead("bob@example.com", account=account, first_name="Bob", last_name="Jones")
-        bob.lists["Newsletter"] = True
-        self.add_sale(bob, club, subscription=True, processor="PayPal", account=account)
+        _Loader(self, account, "").load(demo_seed())
         return account
+
+    def load_seed(self, data: Any) -> None:
+        """Add what a seed (parsed JSON; the form is in `kartra_async.testing._seed`)
+        describes; SeedError, and nothing changed, if it cannot."""
+        from ._seed import load
+
+        load(self, data)
+
+    def state(self) -> dict[str, Any]:
+        """This fake's state in seed form (JSON-ready; no passwords): `load_seed` of it
+        into a fresh fake rebuilds it."""
+        from ._seed import dump
+
+        return dump(self)
 
     # ---- wiring
 
@@ -369,11 +427,12 @@ class FakeKartra:
 
         return FakeTransport(self)
 
-    def asgi_app(self) -> Callable[..., Any]:
-        """An ASGI app serving POST /api from this fake."""
-        from .transport import asgi_app
+    def asgi_app(self, **options: Any) -> FakeApp:
+        """An ASGI app serving POST /api from this fake, with the control API under
+        /_fake/ (options: FakeApp's, e.g. body_timeout)."""
+        from ._asgi import FakeApp
 
-        return asgi_app(self)
+        return FakeApp(self, **options)
 
     def client(
         self, *, api_key: str | None = None, api_password: str | None = None, **kwargs: Any
@@ -434,6 +493,12 @@ class FakeKartra:
             answer = self._answer(form, client_ip=client_ip, secure=secure)
         except KartraFault as fault:
             answer = {"status": "Error", "message": fault.message, "type": str(fault.code)}
+        except MalformedRequest as exc:
+            reply = Reply(
+                400, f"Bad Request: {exc}".encode(), headers=(("content-type", "text/plain"),)
+            )
+            self._log(form, reply, applied=False)
+            return reply
         reply = Reply(200, json_encode(answer))
         if rule is not None:
             reply = self._fault_after(rule, reply)
@@ -482,6 +547,8 @@ class FakeKartra:
         if not isinstance(app_id, str) or not app_id:
             raise KartraFault(238)
         app = self.apps.get(app_id)
+        if app is None and self.any_app_id:
+            app = attrs.evolve(self.app, app_id=app_id)
         if app is None:
             raise KartraFault(239)
         if not app.active:
@@ -509,7 +576,9 @@ class FakeKartra:
                 raise KartraFault(236)
             if "get_lead" in app.forbidden_cmds:
                 raise KartraFault(262)
-            found = find_lead(ctx, {"email": query.get("email")}, missing=234)
+            found = find_lead(
+                ctx, {"id": query.get("id"), "email": query.get("email")}, missing=234
+            )
             return {"status": "Success", "lead_details": lead_details(ctx, found)}
         raw_actions = form.get("actions")
         entries = values(raw_actions)
@@ -545,7 +614,8 @@ class FakeKartra:
             lead_status = "Found"
         for cmd, entry in zip(cmds[len(results) :], entries[len(results) :], strict=True):
             results.append(self._run(ctx, cmd, entry, lead))
-        return self._envelope(cmds, results, lead_status)
+        lead_scoped = cmds[0] in LEAD_CMDS or any(c in LEAD_SCOPED for c in cmds)
+        return envelope(self.response_style, cmds, results, lead_status, lead_scoped=lead_scoped)
 
     def _run(
         self, ctx: Context, cmd: str, action: dict[str, Any], lead: FakeLead | None
@@ -561,24 +631,43 @@ class FakeKartra:
         except KartraFault as fault:
             return {"status": "Error", "message": fault.message, "type": str(fault.code)}
 
-    def _envelope(
-        self, cmds: list[str], results: list[dict[str, Any]], lead_status: str | None
-    ) -> dict[str, Any]:
-        if len(cmds) == 1 and self.response_style == "documented":
-            cmd, result = cmds[0], results[0]
-            form = _SINGLE_FORM.get(cmd, "flat")
-            if result.get("status") == "Error" or form == "flat":
-                return {"status": result.get("status", "Success"), **result}
-            if form == "unwrapped":
-                return {cmd: result}
-        answer: dict[str, Any] = {"status": "Success"}
-        if lead_status is not None:
-            answer["lead"] = {"Status": lead_status}
-        answer["actions"] = [
-            {cmd: {"status": "Success", **result}}
-            for cmd, result in zip(cmds, results, strict=True)
-        ]
-        return answer
-
     def leads(self, account: FakeAccount | None = None) -> Iterable[FakeLead]:
         return (account or self.account).leads.values()
+
+
+def envelope(
+    style: str,
+    cmds: list[str],
+    results: list[dict[str, Any]],
+    lead_status: str | None = None,
+    *,
+    lead_scoped: bool = False,
+) -> dict[str, Any]:
+    """The answer to a call of `cmds` whose actions gave `results`, shaped in `style`
+    (RESPONSE_STYLES). `lead_status` ("Created"/"Found") names the lead the call was about."""
+    if style not in RESPONSE_STYLES:
+        raise ValueError(f"style is one of {', '.join(RESPONSE_STYLES)}")
+    wrapped: dict[str, Any] = {"status": "Success"}
+    if lead_status is not None:
+        wrapped["lead"] = {"Status": lead_status}
+    wrapped["actions"] = [
+        {cmd: {"status": "Success", **result}} for cmd, result in zip(cmds, results, strict=True)
+    ]
+    if style == "wrapped" or len(cmds) != 1:
+        return wrapped
+    cmd, result = cmds[0], results[0]
+    form = _SINGLE_FORM.get(cmd, "flat")
+    failed = result.get("status") == "Error"
+    if failed or form == "flat":
+        documented = {"status": result.get("status", "Success"), **result}
+    elif form == "unwrapped":
+        documented = {cmd: result}
+    else:
+        documented = wrapped
+    if style == "documented" or not lead_scoped:
+        return documented
+    mirrored = {"status": result.get("status", "Success")}
+    mirrored.update((k, result[k]) for k in ("message", "type") if k in result)
+    mirrored.update((k, v) for k, v in documented.items() if k not in mirrored)
+    mirrored.update((k, v) for k, v in wrapped.items() if k != "status")
+    return mirrored

@@ -1,150 +1,151 @@
-"""A real HTTP/1.1 server for a FakeKartra on loopback, so clients in any language
-(PHP, curl, ...) written from Kartra's docs can be pointed at it."""
+"""A real HTTP server for a FakeKartra on loopback, so clients in any language (PHP,
+curl, Node, ...) written from Kartra's docs can be pointed at it.
+
+The fake's ASGI app (`POST /api` and the control API under `/_fake/`) is served by
+uvicorn (the `server` extra: `pip install kartra-async[server]`), which handles
+keep-alive and malformed requests (400); a header timeout and a body timeout bound
+what a slow client can hold.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
+import socket
 import threading
+from typing import TYPE_CHECKING, Any
 
+from ._asgi import FakeApp
 from .fake import FakeKartra
 
-__all__ = ["FakeServer", "serve"]
+if TYPE_CHECKING:
+    from ._uvicorn import _Server
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            411: "Length Required", 413: "Payload Too Large", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}  # fmt: skip
-MAX_BODY = 1 << 20
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "FakeServer", "PortInUseError", "listen"]
 
-
-async def _respond(
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: bytes,
-    headers: tuple[tuple[str, str], ...],
-    keep_alive: bool,
-) -> None:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-    lines += [f"{k}: {v}" for k, v in headers]
-    lines += [
-        f"Content-Length: {len(body)}",
-        "Connection: " + ("keep-alive" if keep_alive else "close"),
-    ]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-    await writer.drain()
+HEADER_TIMEOUT = 10.0  #: seconds a connection may take to send a request's head
+BODY_TIMEOUT = 30.0  #: seconds a request may take to send its body
 
 
-async def _connection(
-    fake: FakeKartra, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    peer = writer.get_extra_info("peername") or ("127.0.0.1", 0)
-    text = (("content-type", "text/plain"),)
+class PortInUseError(OSError):
+    """Another server already listens on the host and port asked for."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        super().__init__(
+            errno.EADDRINUSE,
+            f"{host}:{port} is already in use (another server listens there)",
+        )
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0: a free port); PortInUseError if that is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                return
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            parts = request_line.split(" ")
-            if len(parts) != 3:
-                await _respond(writer, 400, b"Bad Request", text, False)
-                return
-            method, target, version = parts
-            headers = {}
-            for line in header_lines:
-                name, _, value = line.partition(":")
-                if name:
-                    headers[name.strip().lower()] = value.strip()
-            keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-            length = headers.get("content-length")
-            if method == "POST" and (length is None or not length.isdigit()):
-                await _respond(writer, 411, b"Length Required", text, False)
-                return
-            if length is not None and int(length) > MAX_BODY:
-                await _respond(writer, 413, b"Payload Too Large", text, False)
-                return
-            if headers.get("expect", "").lower() == "100-continue":
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                await writer.drain()
-            body = await reader.readexactly(int(length)) if length else b""
-            if method != "POST":
-                await _respond(writer, 405, b"Method Not Allowed", text, keep_alive)
-                continue
-            if target.split("?")[0].rstrip("/") != "/api":
-                await _respond(writer, 404, b"Not Found", text, keep_alive)
-                continue
-            reply = fake.handle(body, client_ip=peer[0], secure=False)
-            delay = fake.faults.delay()
-            if delay:
-                await asyncio.sleep(delay)
-            if reply.fault in ("drop_before", "drop_after", "refuse"):
-                return  # close without an answer
-            if reply.fault == "timeout":
-                await reader.read()  # never answer; wait for the client to give up
-                return
-            await _respond(writer, reply.status, reply.body, reply.headers, keep_alive)
-            if not keep_alive:
-                return
-    except (ConnectionError, asyncio.IncompleteReadError):
-        return
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(host, port) from None
+        raise
+    return sock
 
 
-async def serve(fake: FakeKartra, host: str = "127.0.0.1", port: int = 8765) -> asyncio.Server:
-    """Start serving `fake` on host:port (port 0: any free port); returns the server."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _connection(fake, reader, writer)
-
-    return await asyncio.start_server(handler, host, port)
+def _uvicorn() -> Any:
+    try:
+        from . import _uvicorn
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the fake's HTTP server needs uvicorn: pip install 'kartra-async[server]'"
+        ) from exc
+    return _uvicorn
 
 
 class FakeServer:
-    """Serve a FakeKartra from a background thread: `with FakeServer(fake) as url: ...`."""
+    """Serve a FakeKartra over HTTP from a background thread, on uvicorn:
 
-    def __init__(self, fake: FakeKartra, host: str = "127.0.0.1", port: int = 0) -> None:
+        with FakeServer(fake) as url:      # "http://127.0.0.1:<free port>/api"
+            ...
+
+    Leaving the block stops the server without errors: idle connections are closed,
+    answers held back by latency go out at once, connections held by the timeout fault
+    or still sending their request are dropped.
+    `header_timeout` / `body_timeout` (seconds) bound slow clients; `POST /_fake/reset`
+    restores the fake's state as it was when the server started.
+    """
+
+    def __init__(
+        self,
+        fake: FakeKartra,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
         self.fake, self.host, self.port = fake, host, port
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.header_timeout, self.body_timeout = header_timeout, body_timeout
+        self.app: FakeApp | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._stop: asyncio.Event | None = None
+        self._failure: list[BaseException] = []
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/api"
+        """Kartra's endpoint on this server."""
+        return f"http://{self._host_in_url}:{self.port}/api"
 
-    def __enter__(self) -> str:
-        ready = threading.Event()
-        failure: list[BaseException] = []
+    @property
+    def control_url(self) -> str:
+        """The control API's root (`.../_fake/`)."""
+        return f"http://{self._host_in_url}:{self.port}/_fake/"
 
-        async def main() -> None:
-            self._stop = asyncio.Event()
+    @property
+    def _host_in_url(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def start(self) -> str:
+        """Start serving; returns the URL. PortInUseError if the port is taken."""
+        module = _uvicorn()
+        sock = listen(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        self.app = FakeApp(self.fake, body_timeout=self.body_timeout)
+        self._server = server = module.server(self.app, header_timeout=self.header_timeout)
+
+        def run() -> None:
             try:
-                server = await serve(self.fake, self.host, self.port)
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                return
-            self.port = server.sockets[0].getsockname()[1]
-            self._loop = asyncio.get_running_loop()
-            ready.set()
-            async with server:
-                await self._stop.wait()
+                asyncio.run(server.serve(sockets=[sock]))
+            except BaseException as exc:  # reported by start()
+                self._failure.append(exc)
+                server.ready.set()
+            finally:
+                sock.close()
 
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(main(),), name="fake-kartra", daemon=True
-        )
+        self._thread = threading.Thread(target=run, name="fake-kartra-server", daemon=True)
         self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
+        if not server.ready.wait(30) or self._failure:
+            self.stop()
+            if self._failure:
+                raise self._failure[0]
+            raise TimeoutError("the fake Kartra server did not start within 30 s")
         return self.url
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+    def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        server = self._server
+        if server is not None:
+            server.should_exit = True  # uvicorn looks at it every 0.1 s
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(30)
+            self._thread = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
 import anyio
 import httpx
 
+from ._asgi import FakeApp
 from .fake import FakeKartra
 
 __all__ = ["FakeTransport", "asgi_app"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
 
 
 class FakeTransport(httpx.AsyncBaseTransport):
@@ -43,50 +38,6 @@ class FakeTransport(httpx.AsyncBaseTransport):
         )
 
 
-def asgi_app(
-    fake: FakeKartra,
-) -> Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]:
-    """An ASGI app answering POST /api from `fake` (drops close the connection)."""
-
-    async def app(
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        if scope["method"] != "POST" or scope["path"].rstrip("/") != "/api":
-            status, body, headers = 404, b"Not Found", [(b"content-type", b"text/plain")]
-        else:
-            client = scope.get("client") or ("127.0.0.1", 0)
-            reply = fake.handle(
-                b"".join(chunks), client_ip=client[0], secure=scope.get("scheme") == "https"
-            )
-            delay = fake.faults.delay()
-            if delay:
-                await anyio.sleep(delay)
-            if reply.fault is not None:
-                raise ConnectionResetError(f"fake Kartra fault: {reply.fault}")
-            status, body = reply.status, reply.body
-            headers = [(k.encode(), v.encode()) for k, v in reply.headers]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
+def asgi_app(fake: FakeKartra) -> FakeApp:
+    """An ASGI app answering POST /api from `fake`, with the control API under /_fake/."""
+    return FakeApp(fake)
