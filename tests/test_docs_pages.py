@@ -7,7 +7,6 @@ coverage of the public names, and the release files.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import kartra_async
@@ -162,9 +161,7 @@ def test_the_reference_covers_every_public_name() -> None:
     kartra_async.__all__ is there, or is an errors name (rendered on errors.md)."""
     listed = {d.removeprefix("kartra_async.") for d in _directives("kartra_async.md")}
     missing = [
-        name
-        for name in kartra_async.__all__
-        if name not in listed and name not in errors.__all__
+        name for name in kartra_async.__all__ if name not in listed and name not in errors.__all__
     ]
     assert not missing, f"add to docs/reference/kartra_async.md: {missing}"
     stale = listed - set(kartra_async.__all__) - {"kartra_async"}
@@ -199,18 +196,27 @@ def test_every_page_is_in_the_nav() -> None:
 # --------------------------------------------------------------------------- release
 
 
+PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def _table(name: str) -> str:
+    """The body of one [table] of pyproject.toml (the suite runs on 3.10: no tomllib)."""
+    found = re.search(rf"^\[{re.escape(name)}\]\n(.*?)(?=^\[|\Z)", PYPROJECT, re.M | re.S)
+    assert found, name
+    return found.group(1)
+
+
 def test_license_matches_pyproject() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["license"] == "MIT"
+    assert re.search(r'^license = "MIT"$', _table("project"), re.M)
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
 
 
 def test_the_version_is_written_once() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert "version" not in pyproject["project"]
-    assert pyproject["project"]["dynamic"] == ["version"]
-    assert pyproject["tool"]["hatch"]["version"]["path"] == "kartra_async/_version.py"
-    assert USER_AGENT == f"kartra-async/{kartra_async.__version__}"
+    project = _table("project")
+    assert not re.search(r"^version\s*=", project, re.M)
+    assert re.search(r'^dynamic = \["version"\]$', project, re.M)
+    assert _table("tool.hatch.version").strip() == 'path = "kartra_async/_version.py"'
+    assert f"kartra-async/{kartra_async.__version__}" == USER_AGENT
     written = [
         p.relative_to(ROOT).as_posix()
         for p in (ROOT / "kartra_async").rglob("*.py")
@@ -226,8 +232,8 @@ def test_changelog_keeps_an_unreleased_section() -> None:
 
 
 def test_project_urls() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert set(project["urls"]) == {"Documentation", "Changelog", "Source", "Issues"}
+    urls = dict(re.findall(r'^(\w+) = "(https://[^"]+)"$', _table("project.urls"), re.M))
+    assert set(urls) == {"Documentation", "Changelog", "Source", "Issues"}
 
 
 if __name__ == "__main__":

@@ -123,7 +123,10 @@ def page_samples(path: Path) -> list[Sample]:
             reason = marker["reason"].strip() if marker else None
             assert marker is None or reason, f"{name}:{i + 1}: a no-run marker needs a reason"
             title = _TITLE.search(info)
-            body = [line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : end]]
+            body = [
+                line[len(indent) :] if line.startswith(indent) else line
+                for line in lines[i + 1 : end]
+            ]
             samples.append(
                 Sample(
                     where=f"{name}:{i + 1}",
@@ -208,7 +211,9 @@ def docstring_samples() -> list[Sample]:
             if code in seen:
                 continue
             seen.add(code)
-            samples.append(Sample(where=where, line=0, code=code, not_run=DOCSTRINGS_NOT_RUN.get(where)))
+            samples.append(
+                Sample(where=where, line=0, code=code, not_run=DOCSTRINGS_NOT_RUN.get(where))
+            )
     return samples
 
 
