@@ -45,7 +45,8 @@ from kartra_async.testing import FakeKartra, FakeServer
 pytest_plugins = ("pytester",)
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = (*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md")
+#: the site's pages, the files they include (CHANGELOG.md), and the README
+PAGES = (*sorted((ROOT / "docs").rglob("*.md")), ROOT / "CHANGELOG.md", ROOT / "README.md")
 
 #: the credentials the pages show; the fake's App and account use them
 CREDENTIALS = {
@@ -97,7 +98,7 @@ class Sample:
 def page_samples(path: Path) -> list[Sample]:
     """Every ```python block of a markdown page, in order."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    name = path.relative_to(ROOT).as_posix()
+    name = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
     samples: list[Sample] = []
     i = 0
     while i < len(lines):
@@ -146,7 +147,8 @@ _SECTION = re.compile(r"^[A-Z][A-Za-z ]*:\s*$")  # a Google-style section header
 
 
 def docstring_code(doc: str) -> list[str]:
-    """The `>>>` examples and the indented code blocks of a (cleaned) docstring."""
+    """The `>>>` examples, ```python blocks and indented code blocks of a (cleaned)
+    docstring."""
     blocks: list[str] = []
     lines = doc.splitlines()
     i = 0
@@ -154,6 +156,13 @@ def docstring_code(doc: str) -> list[str]:
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
+        if stripped.startswith("```"):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
+            assert end is not None, f"a code fence never closed in:\n{doc}"
+            if stripped[3:].strip().split(" ", 1)[0] in ("python", *_PYTHONISH):
+                blocks.append(textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n")
+            i = end + 1
+            continue
         if stripped.startswith(">>>"):
             code = []
             while i < len(lines) and lines[i].strip().startswith((">>>", "...")):
@@ -268,16 +277,20 @@ async def run_sample(sample: Sample, namespace: dict[str, Any]) -> None:
         ) from exc
 
 
-def _param(path: Path) -> Any:
-    samples = page_samples(path)
-    ran = sum(1 for s in samples if s.not_run is None and not s.is_file)
-    marked = sum(1 for s in samples if s.not_run is not None)
-    name = path.relative_to(ROOT).as_posix()
-    return pytest.param(path, id=f"{name}: {ran} run, {marked} not run")
+def _pages_with_samples() -> list[Any]:
+    """One param per page holding ```python blocks run in its namespace (or marked)."""
+    params = []
+    for path in PAGES:
+        samples = [s for s in page_samples(path) if not s.is_file]
+        if samples:
+            ran = sum(1 for s in samples if s.not_run is None)
+            name = path.relative_to(ROOT).as_posix()
+            params.append(pytest.param(path, id=f"{name}: {ran} run, {len(samples) - ran} not run"))
+    return params
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("path", [_param(p) for p in PAGES])
+@pytest.mark.parametrize("path", _pages_with_samples())
 async def test_page_samples_run(path: Path, docs_client: AsyncKartra) -> None:
     namespace: dict[str, Any] = {"__name__": "__docs__", "kartra": docs_client}
     for sample in page_samples(path):
@@ -288,10 +301,10 @@ async def test_page_samples_run(path: Path, docs_client: AsyncKartra) -> None:
 def _pytest_pages() -> list[Any]:
     params = []
     for path in PAGES:
-        modules = [s for s in page_samples(path) if s.is_file and s.not_run is None]
-        if modules:
+        files = [s for s in page_samples(path) if s.is_file and s.not_run is None]
+        if files:
             name = path.relative_to(ROOT).as_posix()
-            params.append(pytest.param(path, id=f"{name}: {len(modules)} pytest modules"))
+            params.append(pytest.param(path, id=f"{name}: {len(files)} files, run by pytest"))
     return params
 
 
@@ -366,9 +379,112 @@ def test_every_marked_docstring_exists() -> None:
     assert set(DOCSTRINGS_NOT_RUN) <= holders
 
 
-def test_samples_are_found() -> None:
-    """The extractor sees the pages' blocks (a parser that finds nothing checks nothing)."""
+def _totals() -> dict[str, int]:
+    pages = [s for p in PAGES for s in page_samples(p)]
+    docstrings = docstring_samples()
+    return {
+        "page samples run": sum(1 for s in pages if s.not_run is None and not s.is_file),
+        "files run by pytest": sum(1 for s in pages if s.not_run is None and s.is_file),
+        "docstring samples run": sum(1 for s in docstrings if s.not_run is None),
+        "marked not to run": sum(1 for s in [*pages, *docstrings] if s.not_run is not None),
+    }
+
+
+@pytest.mark.parametrize(
+    "totals", [pytest.param(_totals(), id=", ".join(f"{n} {k}" for k, n in _totals().items()))]
+)
+def test_samples_are_found(totals: dict[str, int]) -> None:
+    """The extractor sees the pages' blocks (a parser that finds nothing checks nothing);
+    the test id reports the totals."""
     counts = {p.relative_to(ROOT).as_posix(): len(page_samples(p)) for p in PAGES}
     assert counts["README.md"] >= 4
-    assert counts["docs/getting-started.md"] >= 3
-    assert sum(counts.values()) >= 20
+    assert counts["docs/getting-started.md"] >= 5
+    assert counts["docs/guides/testing.md"] >= 4
+    assert totals["page samples run"] >= 20
+    assert totals["docstring samples run"] >= 3
+
+
+def _page(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "page.md"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_the_extractor_reads_markers_titles_and_indented_fences(tmp_path: Path) -> None:
+    path = _page(
+        tmp_path,
+        """
+        ```python
+        a = 1
+        ```
+
+        <!-- no-run: an outline -->
+        ```python
+        b = undefined
+        ```
+
+        ```python title="test_x.py"
+        def test_x(): ...
+        ```
+
+        !!! note
+            ```python
+            if a:
+                c = 3
+            ```
+
+        ```sh
+        python -m pip install kartra-async
+        ```
+        """,
+    )
+    samples = page_samples(path)
+    assert [(s.code, s.title, s.not_run) for s in samples] == [
+        ("a = 1\n", None, None),
+        ("b = undefined\n", None, "an outline"),
+        ("def test_x(): ...\n", "test_x.py", None),
+        ("if a:\n    c = 3\n", None, None),
+    ]
+    assert [s.line for s in samples] == [3, 8, 12, 17]
+    assert samples[2].is_file
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<!-- no-run: -->\n```python\nx\n```\n", "needs a reason"),
+        ("```py\nx = 1\n```\n", "write ```python"),
+        ("```python\nx = 1\n", "never closed"),
+    ],
+)
+def test_the_extractor_refuses_what_would_escape_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(AssertionError, match=message):
+        page_samples(_page(tmp_path, text))
+
+
+def test_docstring_code_finds_examples_fences_and_indented_blocks() -> None:
+    doc = textwrap.dedent(
+        """\
+        Summary.
+
+        Example:
+            >>> x = 1
+            ... y = 2
+
+        Args:
+            name: not code, a section
+
+            indented: still the section
+
+        Text::
+
+            tree = 1
+
+        ```python
+        fenced = True
+        ```
+        """
+    )
+    assert docstring_code(doc) == ["x = 1\ny = 2\n", "tree = 1\n", "fenced = True\n"]
