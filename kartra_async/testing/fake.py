@@ -167,7 +167,7 @@ class Faults:
 class FakeKartra:
     """A stateful in-memory Kartra.
 
-    Example:
+    Examples:
         >>> fake = FakeKartra()          # one App, one account, empty; fake.seed() for a demo
         >>> async with fake.client() as kartra:
         ...     await kartra.lead("a@b.co").create()
