@@ -10,8 +10,9 @@ import re
 from pathlib import Path
 
 import kartra_async
-from kartra_async import COMMANDS, Scope, errors
+from kartra_async import COMMANDS, LeadChain, Scope, errors
 from kartra_async._constants import USER_AGENT
+from kartra_async.testing import FAULT_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAINS_PAGE = ROOT / "docs" / "guides" / "chains-and-results.md"
@@ -241,3 +242,43 @@ if __name__ == "__main__":
     new = TABLE.sub(lambda m: m.group(1) + errors_table() + m.group(3), text)
     CHAINS_PAGE.write_text(new, encoding="utf-8")
     print("updated" if new != text else "up to date", CHAINS_PAGE.relative_to(ROOT))
+
+
+# --------------------------------------------------------------------------- hand-written tables
+
+
+def _rows(page: str, header: str) -> list[list[str]]:
+    """The body rows of the markdown table whose header row starts with `header`."""
+    lines = (ROOT / "docs" / page).read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_fault_table_matches_fault_kinds() -> None:
+    rows = _rows("guides/testing.md", "Kind")
+    documented = {row[0].strip("`"): row[2] == "yes" for row in rows}
+    assert documented == FAULT_KINDS
+
+
+def test_the_chain_method_table_names_real_methods_and_commands() -> None:
+    rows = _rows("guides/chains-and-results.md", "Method")
+    methods = [m for row in rows for m in re.findall(r"`(\w+)\(", row[0])]
+    cmds = [c for row in rows for c in re.findall(r"`(\w+)`", row[1])]
+    assert len(methods) == len(cmds)
+    for method, cmd in zip(methods, cmds, strict=True):
+        assert callable(getattr(LeadChain, method)), method
+        assert cmd in COMMANDS, cmd
+    lead_cmds = {c.name for c in COMMANDS.values() if c.scope is Scope.LEAD}
+    assert set(cmds) == lead_cmds
+
+
+def test_the_extras_table_names_real_extras() -> None:
+    rows = _rows("getting-started.md", "Extra")
+    extras = _table("project.optional-dependencies")
+    for row in rows:
+        assert re.search(rf"^{row[0].strip('`')} = \[", extras, re.M), row[0]
