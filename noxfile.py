@@ -1,10 +1,10 @@
-"""Task runner: `nox -s tests`, `nox -s lint`, `nox -s typecheck`."""
+"""Task runner: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s docs`."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 
 @nox.session(python="3.11")
@@ -27,6 +27,16 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".", "mypy")
     session.run("mypy", "--strict", "kartra_async")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ with `mkdocs build --strict`: a broken link,
+    anchor or API reference, or a page missing from the nav, fails the build. Extra
+    arguments go to mkdocs build (e.g. `nox -s docs -- --site-dir /tmp/site`)."""
+    session.install("-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 BENCHMARKS = ("limiter", "fake", "models", "fanout", "overhead")

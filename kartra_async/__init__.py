@@ -5,6 +5,7 @@ from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
 from ._client import AsyncKartra
 from ._commands import COMMANDS, UNTIL_CANCELLED, Command, Safety, Scope
 from ._retry import RetryEvent, RetryPolicy
+from ._version import __version__ as __version__
 from .errors import (
     ERROR_CODES,
     SUCCESS_CODES,
@@ -42,8 +43,6 @@ from .errors import (
 )
 from .limits import Limiter
 from .models import ActionResult, ChainResult
-
-__version__ = "0.1.0"
 
 __all__ = [
     "COMMANDS",

@@ -102,8 +102,9 @@ class AsyncKartra:
     closed by this client; a `transport` (e.g. FakeKartra's) goes into the client's
     own pool.
 
-    >>> async with AsyncKartra(app_id, api_key, api_password) as kartra:
-    ...     result = await kartra.lead("john@example.com").create(first_name="John").assign_tag("VIP")
+    Examples:
+        >>> async with AsyncKartra(app_id, api_key, api_password) as kartra:
+        ...     result = await kartra.lead("john@example.com").create(first_name="John").assign_tag("VIP")
     """
 
     def __init__(

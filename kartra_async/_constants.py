@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from ._version import __version__
+
 DEFAULT_BASE_URL = "https://app.kartra.com/api"
 
 #: Kartra dates (both directions) are US Eastern time.
@@ -30,4 +32,4 @@ RATE_LIMIT_RESENDS = 5
 #: How much of a response body an error message quotes.
 BODY_EXCERPT_CHARS = 200
 
-USER_AGENT = "kartra-async/0.1.0"
+USER_AGENT = f"kartra-async/{__version__}"

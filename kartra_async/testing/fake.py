@@ -213,9 +213,10 @@ class Faults:
 class FakeKartra:
     """A stateful in-memory Kartra.
 
-    >>> fake = FakeKartra()          # one App, one account, empty; fake.seed() for a demo
-    >>> async with fake.client() as kartra:
-    ...     await kartra.lead("a@b.co").create()
+    Examples:
+        >>> fake = FakeKartra()          # one App, one account, empty; fake.seed() for a demo
+        >>> async with fake.client() as kartra:
+        ...     await kartra.lead("a@b.co").create()
 
     `rate_limit` calls per `rate_period` seconds per App (None: off) answer HTTP 429
     beyond; `test_mode` rewrites new leads' emails to @kartra.com as Kartra's Test Mode
