@@ -59,25 +59,25 @@ __all__ = [
 # ---- what action_details hold
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookList:
     list_id: int | None = None
     list_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookTag:
     tag_id: int | None = None
     tag_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookSequence:
     sequence_id: int | None = None
     sequence_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookMembership:
     membership_id: int | None = None
     membership_name: str | None = None
@@ -85,38 +85,38 @@ class WebhookMembership:
     level_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookForm:
     form_id: int | None = None
     form_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookVideo:
     video_id: int | None = None
     video_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookPage:
     kartra_page_id: int | None = None
     kartra_page_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookSplitTestLink:
     page_split_test_link_id: int | None = None
     page_split_test_link_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookProduct:
     product_id: int | None = None
     product_name: str | None = None
     official_product_name: str | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class EventTransaction(Transaction):
     """The transaction of buy_product / cancel_subscription / refund events; the type
     may be absent in events, and amounts are Decimal."""
@@ -129,7 +129,7 @@ class EventTransaction(Transaction):
 # ---- the events
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class Event:
     """One outbound API event: what happened (`action`) to which `lead`."""
 
@@ -150,7 +150,7 @@ class Event:
 # One class per action, so each has a name users import, match on and type-check.
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ListSubscribed(Event):
     """list_subscription"""
 
@@ -158,7 +158,7 @@ class ListSubscribed(Event):
     list: WebhookList | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ListUnsubscribed(Event):
     """list_unsubscription"""
 
@@ -166,7 +166,7 @@ class ListUnsubscribed(Event):
     list: WebhookList | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class TagAssigned(Event):
     """assign_tag"""
 
@@ -174,7 +174,7 @@ class TagAssigned(Event):
     tag: WebhookTag | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class TagUnassigned(Event):
     """unassign_tag"""
 
@@ -182,7 +182,7 @@ class TagUnassigned(Event):
     tag: WebhookTag | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SequenceSubscribed(Event):
     """sequence_subscription"""
 
@@ -190,7 +190,7 @@ class SequenceSubscribed(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SequenceUnsubscribed(Event):
     """sequence_unsubscription"""
 
@@ -198,7 +198,7 @@ class SequenceUnsubscribed(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SequenceCompleted(Event):
     """sequence_completion"""
 
@@ -206,7 +206,7 @@ class SequenceCompleted(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class MembershipGranted(Event):
     """membership_granted"""
 
@@ -214,7 +214,7 @@ class MembershipGranted(Event):
     membership: WebhookMembership | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class MembershipRevoked(Event):
     """membership_revoked"""
 
@@ -222,7 +222,7 @@ class MembershipRevoked(Event):
     membership: WebhookMembership | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ProductBought(Event):
     """buy_product"""
 
@@ -230,7 +230,7 @@ class ProductBought(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SubscriptionCancelled(Event):
     """cancel_subscription"""
 
@@ -238,7 +238,7 @@ class SubscriptionCancelled(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class TransactionRefunded(Event):
     """A refund. Kartra does not publish this event's action name; "refund" is assumed."""
 
@@ -246,7 +246,7 @@ class TransactionRefunded(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class CalendarSubscribed(Event):
     """calendar_subscribe"""
 
@@ -254,7 +254,7 @@ class CalendarSubscribed(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class CalendarCancelled(Event):
     """calendar_cancel"""
 
@@ -262,7 +262,7 @@ class CalendarCancelled(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class CalendarCompleted(Event):
     """calendar_complete"""
 
@@ -270,7 +270,7 @@ class CalendarCompleted(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SurveyCompleted(Event):
     """survey_complete"""
 
@@ -278,7 +278,7 @@ class SurveyCompleted(Event):
     survey: SurveyResult | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class FormFilled(Event):
     """filled_form"""
 
@@ -286,7 +286,7 @@ class FormFilled(Event):
     form: WebhookForm | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class VideoPlayed(Event):
     """video_play"""
 
@@ -294,7 +294,7 @@ class VideoPlayed(Event):
     video: WebhookVideo | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class VideoCompleted(Event):
     """video_complete"""
 
@@ -302,7 +302,7 @@ class VideoCompleted(Event):
     video: WebhookVideo | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class PageVisited(Event):
     """kartra_page_visit"""
 
@@ -310,7 +310,7 @@ class PageVisited(Event):
     kartra_page: WebhookPage | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SplitTestLinkClicked(Event):
     """click_page_split_test_link"""
 
@@ -318,7 +318,7 @@ class SplitTestLinkClicked(Event):
     page_split_test_link: WebhookSplitTestLink | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ScoreReached(Event):
     """reaches_score"""
 
@@ -326,7 +326,7 @@ class ScoreReached(Event):
     points: int | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class AffiliateSignup(Event):
     """affiliate_signup"""
 
@@ -334,7 +334,7 @@ class AffiliateSignup(Event):
     product: WebhookProduct | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class JvSignup(Event):
     """jv_signup"""
 
@@ -342,7 +342,7 @@ class JvSignup(Event):
     product: WebhookProduct | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class UnknownEvent(Event):
     """An action this SDK does not know (Kartra adds events without notice)."""
 
