@@ -13,7 +13,7 @@ from .lead import CustomFieldType, FieldOption
 __all__ = ["CustomField"]
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class CustomField:
     """One custom field of the account (retrieve_custom_fields)."""
 

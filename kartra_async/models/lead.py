@@ -99,14 +99,14 @@ class QuestionResult(KartraIntEnum):
     INCORRECT = 2
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class LeadRef:
     """The lead a create_lead, edit_lead or search_lead action found or made."""
 
     id: int
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class FieldOption:
     """One option of a drop_down, radio_button or checkbox field (or a survey answer)."""
 
@@ -114,13 +114,13 @@ class FieldOption:
     value: str = wire("option_value")
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class ListMembership:
     name: str = wire("list_name")
     active: bool = wire("active", default=True)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class SequenceMembership:
     # the docs' table says sequence_name, their sample sends tree_name: both are read
     name: str = wire("sequence_name", "tree_name")
@@ -128,14 +128,14 @@ class SequenceMembership:
     status: SequenceStatus | None = wire("status", default=None)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class Membership:
     name: str = wire("name")
     level_name: str | None = wire("level_name", default=None)
     active: bool = wire("active", default=True)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class LeadTransaction:
     # the docs' table says id / price_point, their sample sends transaction_id /
     # product_price_point: both are read
@@ -147,7 +147,7 @@ class LeadTransaction:
     date: datetime | None = wire("transaction_date", default=None)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class CustomFieldValue:
     """A lead's value in one custom field: text, or the chosen options."""
 
@@ -169,20 +169,20 @@ class CustomFieldValue:
         return ", ".join(option.value for option in self.value)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class CalendarHost:
     first_name: str | None = wire("host_first_name", default=None)
     last_name: str | None = wire("host_last_name", default=None)
     email: str | None = wire("host_email_address", default=None)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class CalendarEvent:
     date: datetime = wire("event_date")  #: US Eastern
     duration: int | None = wire("event_duration", default=None)  #: minutes
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class CalendarSubscription:
     calendar_id: int = wire("calendar_id")
     calendar_name: str | None = wire("calendar_name", default=None)
@@ -197,7 +197,7 @@ class CalendarSubscription:
     ics_calendar_link: str | None = wire("ics_calendar_link", default=None)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class SurveyQuestion:
     id: int = wire("question_id")
     title: str | None = wire("question_title", default=None)
@@ -205,7 +205,7 @@ class SurveyQuestion:
     answers: list[FieldOption] = wire("answers", factory=list)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class SurveyResult:
     id: int = wire("survey_id")
     name: str | None = wire("survey_name", default=None)
@@ -216,7 +216,7 @@ class SurveyResult:
     questions: list[SurveyQuestion] = wire("questions", factory=list)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class Lead:
     """Everything Kartra returns about one lead (get_lead, webhook events)."""
 

@@ -44,7 +44,7 @@ class PaymentProcessor(KartraStrEnum):
     AUTHORIZE_NET = "Authorize.net"
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class Transaction:
     """The fields every transaction type shares (get_transaction_details).
 
@@ -84,7 +84,7 @@ class Transaction:
     raw: Mapping[str, Any] = raw_field()
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class _Paid(Transaction):
     """Fields of the transaction types that move money."""
 
@@ -106,7 +106,7 @@ class _Paid(Transaction):
     shipping_state: str | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class _Recurring(_Paid):
     rebill_circle: int | None = None  #: days left until the next payment
     installments: int | None = None
@@ -114,7 +114,7 @@ class _Recurring(_Paid):
     payments_left: int | None = None  #: 9999 means "cancelled by customer"
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SaleTransaction(_Recurring):
     transaction_last_4_card_digits: str | None = None
     trial: bool | None = None
@@ -122,22 +122,22 @@ class SaleTransaction(_Recurring):
     trial_amount: Decimal | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class RefundTransaction(_Paid):
     """A refund, partial refund or chargeback (see transaction_type)."""
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class RebillTransaction(_Recurring):
     failed_reattempt_number: int | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class FailedTransaction(_Paid):
     failed_reattempt_number: int | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class CancellationTransaction(Transaction):
     transaction_last_4_card_digits: str | None = None
 
@@ -153,7 +153,7 @@ TransactionDetails = Union[  # noqa: UP007 (a runtime alias cattrs structures)
 """get_transaction_details' answer, one class per transaction_type."""
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SubscriptionDetails:
     """get_subscription_details' answer."""
 
@@ -174,7 +174,7 @@ class SubscriptionDetails:
     raw: Mapping[str, Any] = raw_field()
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class TransactionSummary:
     """One row of retrieve_transactions_from_lead."""
 
@@ -184,7 +184,7 @@ class TransactionSummary:
     lead_email: str | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SubscriptionSummary:
     """One row of retrieve_subscriptions_from_lead."""
 
@@ -194,12 +194,12 @@ class SubscriptionSummary:
     lead_email: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class RefundResult:
     transaction_refunded: int  #: the refunded transaction's id
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class CancelResult:
     transaction_subscription_id: str | None = None  #: PayPal's id for PayPal subscriptions
     transaction_internal_subscription_id: int | None = None

@@ -12,7 +12,7 @@ from ..errors import ChainError, KartraAPIError
 __all__ = ["ActionResult", "ChainResult"]
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class ActionResult:
     """The result of one action of a chain, in the order the actions were chained."""
 
@@ -26,7 +26,7 @@ class ActionResult:
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class ChainResult:
     """Kartra's answer to one request."""
 

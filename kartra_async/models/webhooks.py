@@ -60,25 +60,25 @@ __all__ = [
 # ---- what action_details hold
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookList:
     list_id: int | None = None
     list_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookTag:
     tag_id: int | None = None
     tag_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookSequence:
     sequence_id: int | None = None
     sequence_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookMembership:
     membership_id: int | None = None
     membership_name: str | None = None
@@ -86,38 +86,38 @@ class WebhookMembership:
     level_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookForm:
     form_id: int | None = None
     form_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookVideo:
     video_id: int | None = None
     video_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookPage:
     kartra_page_id: int | None = None
     kartra_page_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookSplitTestLink:
     page_split_test_link_id: int | None = None
     page_split_test_link_name: str | None = None
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen
 class WebhookProduct:
     product_id: int | None = None
     product_name: str | None = None
     official_product_name: str | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class EventTransaction(Transaction):
     """The transaction of buy_product / cancel_subscription / refund events; the type
     may be absent in events, and amounts are Decimal."""
@@ -130,7 +130,7 @@ class EventTransaction(Transaction):
 # ---- the events
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class Event:
     """One outbound API event: what happened (`action`) to which `lead`."""
 
@@ -151,7 +151,7 @@ class Event:
 # One class per action, so each has a name users import, match on and type-check.
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ListSubscribed(Event):
     """list_subscription"""
 
@@ -159,7 +159,7 @@ class ListSubscribed(Event):
     list: WebhookList | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ListUnsubscribed(Event):
     """list_unsubscription"""
 
@@ -167,7 +167,7 @@ class ListUnsubscribed(Event):
     list: WebhookList | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class TagAssigned(Event):
     """assign_tag"""
 
@@ -175,7 +175,7 @@ class TagAssigned(Event):
     tag: WebhookTag | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class TagUnassigned(Event):
     """unassign_tag"""
 
@@ -183,7 +183,7 @@ class TagUnassigned(Event):
     tag: WebhookTag | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SequenceSubscribed(Event):
     """sequence_subscription"""
 
@@ -191,7 +191,7 @@ class SequenceSubscribed(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SequenceUnsubscribed(Event):
     """sequence_unsubscription"""
 
@@ -199,7 +199,7 @@ class SequenceUnsubscribed(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SequenceCompleted(Event):
     """sequence_completion"""
 
@@ -207,7 +207,7 @@ class SequenceCompleted(Event):
     sequence: WebhookSequence | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class MembershipGranted(Event):
     """membership_granted"""
 
@@ -215,7 +215,7 @@ class MembershipGranted(Event):
     membership: WebhookMembership | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class MembershipRevoked(Event):
     """membership_revoked"""
 
@@ -223,7 +223,7 @@ class MembershipRevoked(Event):
     membership: WebhookMembership | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ProductBought(Event):
     """buy_product"""
 
@@ -231,7 +231,7 @@ class ProductBought(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SubscriptionCancelled(Event):
     """cancel_subscription"""
 
@@ -239,7 +239,7 @@ class SubscriptionCancelled(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class TransactionRefunded(Event):
     """A refund. Kartra does not publish this event's action name; "refund" is assumed."""
 
@@ -247,7 +247,7 @@ class TransactionRefunded(Event):
     transaction_details: EventTransaction | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class CalendarSubscribed(Event):
     """calendar_subscribe"""
 
@@ -255,7 +255,7 @@ class CalendarSubscribed(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class CalendarCancelled(Event):
     """calendar_cancel"""
 
@@ -263,7 +263,7 @@ class CalendarCancelled(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class CalendarCompleted(Event):
     """calendar_complete"""
 
@@ -271,7 +271,7 @@ class CalendarCompleted(Event):
     calendar: CalendarSubscription | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SurveyCompleted(Event):
     """survey_complete"""
 
@@ -279,7 +279,7 @@ class SurveyCompleted(Event):
     survey: SurveyResult | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class FormFilled(Event):
     """filled_form"""
 
@@ -287,7 +287,7 @@ class FormFilled(Event):
     form: WebhookForm | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class VideoPlayed(Event):
     """video_play"""
 
@@ -295,7 +295,7 @@ class VideoPlayed(Event):
     video: WebhookVideo | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class VideoCompleted(Event):
     """video_complete"""
 
@@ -303,7 +303,7 @@ class VideoCompleted(Event):
     video: WebhookVideo | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class PageVisited(Event):
     """kartra_page_visit"""
 
@@ -311,7 +311,7 @@ class PageVisited(Event):
     kartra_page: WebhookPage | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class SplitTestLinkClicked(Event):
     """click_page_split_test_link"""
 
@@ -319,7 +319,7 @@ class SplitTestLinkClicked(Event):
     page_split_test_link: WebhookSplitTestLink | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class ScoreReached(Event):
     """reaches_score"""
 
@@ -327,7 +327,7 @@ class ScoreReached(Event):
     points: int | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class AffiliateSignup(Event):
     """affiliate_signup"""
 
@@ -335,7 +335,7 @@ class AffiliateSignup(Event):
     product: WebhookProduct | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class JvSignup(Event):
     """jv_signup"""
 
@@ -343,7 +343,7 @@ class JvSignup(Event):
     product: WebhookProduct | None = None
 
 
-@attrs.frozen(kw_only=True, slots=False)
+@attrs.frozen(kw_only=True)
 class UnknownEvent(Event):
     """An action this SDK does not know (Kartra adds events without notice)."""
 
