@@ -49,6 +49,7 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
     from ._client import AsyncKartra
 
 __all__ = [
+    "CallClock",
     "FanOut",
     "ItemState",
     "Journal",
@@ -379,6 +381,54 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
 # --------------------------------------------------------------------------- outcomes
 
 
+class CallClock:
+    """Counts calls as they leave and measures their rate: the slope of calls over time
+    (least squares), which idle time before, between phases and after does not dilute
+    and a burst at the start does not inflate; and the most calls in any `period`."""
+
+    __slots__ = ("_st", "_sti", "_stt", "_window", "calls", "first", "last", "peak", "period")
+
+    def __init__(self, period: float = 1.0) -> None:
+        self.period = period
+        self.calls = 0
+        self.first: float | None = None
+        self.last = 0.0
+        self.peak = 0  #: the most calls in any window of `period` seconds
+        self._st = self._sti = self._stt = 0.0
+        self._window: deque[float] = deque()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
+        if self.first is None:
+            self.first = now
+        t = now - self.first
+        self._st += t
+        self._sti += t * self.calls
+        self._stt += t * t
+        self.calls += 1
+        self.last = now
+        window = self._window
+        window.append(now)
+        while window[0] <= now - self.period:
+            window.popleft()
+        self.peak = max(self.peak, len(window))
+
+    @property
+    def span(self) -> float:
+        """Seconds from the first call to the last."""
+        return self.last - self.first if self.first is not None else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Calls per second while calls were being made (0.0 with fewer than two)."""
+        n = self.calls
+        spread = n * self._stt - self._st * self._st
+        if n < 2 or spread <= 1e-12:
+            return 0.0
+        sum_i = n * (n - 1) / 2
+        return (n * self._sti - self._st * sum_i) / spread
+
+
 def _state_of(outcome: Outcome[Any]) -> ItemState:
     if isinstance(outcome.error, AmbiguousResultError):
         return ItemState.AMBIGUOUS
@@ -428,6 +478,8 @@ class Summary:
     elapsed: float = 0.0
     calls: int = 0  #: HTTP requests this run made (resends and lookups included)
     calling: float = 0.0  #: seconds from the first request of the run to the last
+    rate: float = 0.0  #: calls per second while calls were being made (CallClock.rate)
+    peak: int = 0  #: the most calls in any one second
     stopped: bool = False  #: job.stop() was called (or a job-wide error stopped it)
 
     @property
@@ -436,9 +488,10 @@ class Summary:
 
     @property
     def calls_per_second(self) -> float:
-        """The rate calls were made at, over the time they were being made."""
-        if self.calls > 1 and self.calling > 0:
-            return (self.calls - 1) / self.calling
+        """The rate calls were made at while they were being made (without a measured
+        rate: calls over the elapsed time)."""
+        if self.rate:
+            return self.rate
         return self.calls / self.elapsed if self.elapsed else 0.0
 
     def add(self, outcome: Outcome[Any]) -> None:
@@ -705,7 +758,7 @@ class FanOut(Generic[T]):
         self._first_chain: LeadChain | None = None
         self._iterator: Iterator[T] | AsyncIterator[T] | None = None
         self._started = 0.0
-        self._first_call: float | None = None
+        self._clock = CallClock()
 
     # ---- control
 
@@ -741,11 +794,11 @@ class FanOut(Generic[T]):
             self._task_group.cancel_scope.cancel()
 
     def _count_call(self) -> None:
-        now = time.perf_counter()
-        if self._first_call is None:
-            self._first_call = now
-        self.summary.calls += 1
-        self.summary.calling = now - self._first_call
+        clock = self._clock
+        clock.tick()
+        summary = self.summary
+        summary.calls, summary.calling, summary.peak = clock.calls, clock.span, clock.peak
+        summary.rate = clock.rate
 
     # ---- running
 
@@ -983,6 +1036,9 @@ class FanOut(Generic[T]):
         if previous is ItemState.DONE:
             return Outcome(item, key, skipped=True, previous=previous)
         remaining, keep = _remaining(call, entry.applied, entry.lead_id)
+        if not keep:  # every action went through
+            run._write(ItemState.DONE)
+            return Outcome(item, key, state=ItemState.DONE, skipped=True, previous=previous)
         if previous is ItemState.FAILED:
             if not self.retry_failed:
                 earlier = KartraError(

@@ -41,7 +41,7 @@ from kartra_async import (
     Safety,
     TagNotFoundError,
 )
-from kartra_async._bulk import Summary
+from kartra_async._bulk import CallClock, Summary
 from kartra_async.limits import Limiter
 from kartra_async.testing import FakeKartra, FakeServer
 
@@ -248,8 +248,22 @@ async def test_the_job_must_be_entered_and_runs_once(fake: FakeKartra) -> None:
 def test_summary_counts() -> None:
     summary = Summary(ok=3, failed={"X": 2}, ambiguous=1, skipped=4, elapsed=2.0, calls=6)
     assert (summary.total, summary.calls_per_second) == (10, 3.0)
-    # the rate is measured over the time the calls were made: 21 calls, 1 s apart from first to last
-    assert Summary(calls=21, calling=1.0, elapsed=9.0).calls_per_second == 20.0
+    assert Summary(calls=21, calling=1.0, rate=20.0, elapsed=9.0).calls_per_second == 20.0
+
+
+def test_call_clock_measures_the_rate_while_calling() -> None:
+    """At 20/s, whether paced or in bursts of 20 at each second, with idle time before
+    and after: 20.0, never the 21+ that calls over (last - first) gives for bursts."""
+    paced, bursts = CallClock(), CallClock()
+    for i in range(300):
+        paced.tick(100.0 + i / 20)
+        bursts.tick(100.0 + i // 20 + (i % 20) * 1e-4)
+    assert paced.rate == pytest.approx(20.0)
+    assert bursts.rate == pytest.approx(20.0, abs=0.05)
+    assert (bursts.calls - 1) / bursts.span > 21  # what a naive rate would say
+    assert (paced.peak, bursts.peak, paced.calls) == (20, 20, 300)
+    assert paced.span == pytest.approx(299 / 20)
+    assert CallClock().rate == 0.0
 
 
 # ---- failures stay in their item; job-wide errors end the job
