@@ -32,7 +32,7 @@ def build_for(kartra: AsyncKartra) -> Any:
 
 async def items(n: int, gate: Path | None) -> AsyncIterator[int]:
     for i in range(n):
-        while gate is not None and i >= 5 and not gate.exists():
+        while gate is not None and i >= 5 and not await anyio.Path(gate).exists():  # noqa: ASYNC110
             await anyio.sleep(0.05)
         yield i
 

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
 from kartra_async import (
     AmbiguousResultError,
     AsyncKartra,
+    FanOut,
     ItemState,
     Journal,
     JournalEntry,
@@ -69,15 +71,21 @@ def created(fake: FakeKartra) -> Counter[str]:
     """Email -> how many create_lead calls Kartra applied for it."""
     counts: Counter[str] = Counter()
     for r in fake.requests:
-        if r.cmds[:1] == ("create_lead",) and r.status == 200 and r.applied:
-            if json.loads(r.body).get("status") == "Success":
-                counts[r.lead["email"]] += 1
+        create = r.cmds[:1] == ("create_lead",) and r.status == 200 and r.applied
+        if create and json.loads(r.body).get("status") == "Success":
+            counts[r.lead["email"]] += 1
     return counts
 
 
 def received(fake: FakeKartra, cmd: str) -> set[str]:
     """Emails of the leads Kartra received a `cmd` call for (whatever it answered)."""
     return {r.lead["email"] for r in fake.requests if r.cmds[:1] == (cmd,)}
+
+
+async def consume(job: FanOut[Any]) -> None:
+    async with job:
+        async for _ in job:
+            pass
 
 
 async def quiet(fake: FakeKartra) -> None:
@@ -313,7 +321,7 @@ async def test_a_poisoned_item_fails_alone_and_the_resume_finishes_the_rest(
         for _run in range(2):
             async with kartra.fan_out(range(30), build, journal=path, key=key) as job:
                 outcomes = {o.key: o async for o in job}
-            await anyio.sleep(0)  # the caller is not cancelled
+            await anyio.lowlevel.checkpoint()  # the caller is not cancelled
             assert isinstance(outcomes["3"].error, RuntimeError)
             assert isinstance(outcomes["#4"].error, LookupError)
             assert isinstance(outcomes["5"].error, UnicodeEncodeError)
@@ -325,7 +333,7 @@ async def test_a_poisoned_item_fails_alone_and_the_resume_finishes_the_rest(
                 assert job.summary.ok == 25
             else:
                 assert all(outcomes[k].skipped for k in valid)
-                assert outcomes["6"].ok and outcomes["6"].reconciled  # looked up, tag sent
+                assert (outcomes["6"].ok, outcomes["6"].reconciled) == (True, True)  # tag sent
                 assert (job.summary.ok, job.summary.skipped) == (1, 25)
     assert rows(path) == {**dict.fromkeys(valid, DONE), "6": DONE}
     assert created(fake) == Counter({f"v{k}@example.com": 1 for k in valid}) + Counter(
@@ -343,7 +351,7 @@ class FailingLimiter:
         self.error = error
 
     async def acquire(self, priority: str = "interactive") -> float:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         if self.left <= 0:
             raise self.error
         self.left -= 1
@@ -361,14 +369,11 @@ async def test_an_exception_from_the_limiter_ends_the_job(
 ) -> None:
     path = tmp_path / "job.db"
     async with fake.client(limiter=FailingLimiter(10, error)) as kartra:
+        job = kartra.fan_out(range(30), story(kartra), journal=path, key=str, concurrency=5)
         with anyio.CancelScope() as outer:
             with pytest.raises(type(error)) as raised:
-                async with kartra.fan_out(
-                    range(30), story(kartra), journal=path, key=str, concurrency=5
-                ) as job:
-                    async for _ in job:
-                        pass
-            await anyio.sleep(0)  # the caller's scope is intact
+                await consume(job)
+            await anyio.lowlevel.checkpoint()  # the caller's scope is intact
         assert raised.value is error
         assert not outer.cancel_called
         assert (job.summary.ok, job.summary.stopped) == (10, True)
@@ -384,11 +389,15 @@ async def test_an_exception_from_the_limiter_ends_the_job(
 async def test_the_callers_own_error_and_early_exit(fake: FakeKartra) -> None:
     async with fake.client() as kartra:
         build = story(kartra)
-        with pytest.raises(ValueError, match="mine"):  # as it is, not in an ExceptionGroup
+
+        async def fail() -> None:
             async with kartra.fan_out(range(50), build) as job:
                 async for _ in job:
                     raise ValueError("mine")
-        await anyio.sleep(0)
+
+        with pytest.raises(ValueError, match="mine"):  # as it is, not in an ExceptionGroup
+            await fail()
+        await anyio.lowlevel.checkpoint()
         async with kartra.fan_out(range(50, 60), build) as job:
             async for _ in job:
                 break  # the rest still runs
@@ -409,7 +418,7 @@ async def test_errors_of_progress_and_of_the_items_end_the_job(fake: FakeKartra)
             await kartra.fan_out(items(), story(kartra), concurrency=2).run()
         with pytest.raises(ZeroDivisionError):
             await kartra.fan_out(range(10, 20), story(kartra), progress=progress).run()
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     # the items taken before the error finish
     assert [created(fake)[f"c{i}@example.com"] for i in range(5)] == [1] * 5
 
@@ -461,7 +470,8 @@ async def test_a_cancelled_job_resumes_by_default_without_losing_or_doubling(
         assert len(first) <= limiter.stats.grants < n  # rows only for granted requests
         assert len(got) == len(created(fake))  # each request the fake got has its row
         assert set(first) - got <= in_flight  # a row for a request not received: in flight
-        assert in_flight and len(first) - len(in_flight) >= 10
+        assert in_flight
+        assert len(first) - len(in_flight) >= 10
         if over == "in_process":
             assert set(first) == got
 
@@ -512,7 +522,8 @@ async def test_stop_finishes_what_is_in_flight_and_leaves_the_rest_pending(
                 if job.summary.total >= 5:
                     job.stop()
         summary = job.summary
-        assert summary.stopped and summary.pending > 0
+        assert summary.stopped
+        assert summary.pending > 0
         assert (summary.ambiguous, summary.failed) == (0, {})
         first = rows(path)
         assert set(first.values()) == {DONE}  # nothing left in flight
@@ -613,10 +624,10 @@ async def test_in_flight_items_after_a_crash(fake: FakeKartra, tmp_path: Path) -
         build = build_for(kartra)
         async with kartra.fan_out(range(5), build, journal=path, key=str) as job:
             outcomes = {o.key: o async for o in job}
-        assert outcomes["0"].ok and outcomes["0"].reconciled
-        assert outcomes["1"].ok and outcomes["3"].ok
+        assert (outcomes["0"].ok, outcomes["0"].reconciled) == (True, True)
+        assert (outcomes["1"].ok, outcomes["3"].ok) == (True, True)
         for k in ("2", "4"):
-            assert outcomes[k].ambiguous and outcomes[k].previous is SENT
+            assert (outcomes[k].ambiguous, outcomes[k].previous) == (True, SENT)
             text = str(outcomes[k].error)
             assert "create_lead was applied" in text
             assert "kartra.get_lead(email).score" in text
@@ -766,15 +777,13 @@ async def test_a_journal_lost_mid_run_stops_the_job(
                 os.replace(tmp_path / "other.db", path)
 
     async with fake.client() as kartra:
-        build = story(kartra)
+        job = kartra.fan_out(
+            range(60), story(kartra), journal=path, key=str, concurrency=4, progress=lose
+        )
         with anyio.CancelScope() as outer:
             with pytest.raises(JournalLostError, match=f"was {how}"):
-                async with kartra.fan_out(
-                    range(60), build, journal=path, key=str, concurrency=4, progress=lose
-                ) as job:
-                    async for _ in job:
-                        pass
-            await anyio.sleep(0)
+                await consume(job)
+            await anyio.lowlevel.checkpoint()
         assert not outer.cancel_called
     creates = created(fake)
     assert set(creates.values()) == {1}
@@ -786,13 +795,22 @@ async def test_a_journal_deleted_after_the_last_write_is_reported(
     fake: FakeKartra, tmp_path: Path
 ) -> None:
     path = tmp_path / "job.db"
+
+    def delete() -> None:
+        for file in tmp_path.glob("job.db*"):
+            file.unlink()
+
     async with fake.client() as kartra:
-        with pytest.raises(JournalLostError, match="was deleted"):
-            async with kartra.fan_out(range(3), story(kartra), journal=path, key=str) as job:
+        job = kartra.fan_out(range(3), story(kartra), journal=path, key=str, progress=None)
+
+        async def run_and_delete() -> None:
+            async with job:
                 async for _ in job:
                     pass
-                for file in tmp_path.glob("job.db*"):
-                    file.unlink()
+                delete()  # after the last write, before the job ends
+
+        with pytest.raises(JournalLostError, match="was deleted"):
+            await run_and_delete()
 
 
 @pytest.mark.parametrize("kind", ["empty", "text", "sqlite", "older"])
