@@ -637,6 +637,7 @@ class _Item(Generic[T]):
             if self.scope.cancel_called:
                 raise _Stopped
             job._unsent.pop(self.index, None)
+            job._in_flight.add(self.index)
             if job.journal is not None:
                 self._write(ItemState.SENT, durable=True)
         self.sends += 1
@@ -702,12 +703,21 @@ class _Item(Generic[T]):
     ) -> Outcome[T]:
         """A call that raised: ambiguous if it may have been applied and a repeat could
         do harm, failed otherwise."""
-        if not isinstance(error, AmbiguousResultError) and sent and call.safety is Safety.UNSAFE:
+        unsafe = call.safety is Safety.UNSAFE
+        if not isinstance(error, AmbiguousResultError) and unsafe:
             answered = isinstance(error, KartraAPIError | RateLimitError)
             never_opened = isinstance(error, KartraConnectionError) and not error.request_sent
-            if not (answered or never_opened):
-                cause = error if isinstance(error, KartraError) else KartraError(repr(error))
+            cause = error if isinstance(error, KartraError) else KartraError(repr(error))
+            if sent and not (answered or never_opened):
                 error = ambiguous_error(call, cause)
+            elif previous in (ItemState.SENT, ItemState.AMBIGUOUS):
+                # what failed now says nothing of the earlier request: still unsure
+                error = AmbiguousResultError(
+                    f"item {self.key}: an earlier run's request may have been applied, and "
+                    f"sending it again failed ({type(error).__name__}: {error})",
+                    call=call,
+                    cause=error,
+                )
         state = ItemState.AMBIGUOUS if isinstance(error, AmbiguousResultError) else ItemState.FAILED
         if self.entry is not None or self.sends:
             self._write(state, error=f"{type(error).__name__}: {error}"[:500])
@@ -762,6 +772,7 @@ class FanOut(Generic[T]):
         self._outcomes: MemoryObjectReceiveStream[Outcome[T]] | None = None
         self._feeding = anyio.CancelScope()
         self._unsent: dict[int, anyio.CancelScope] = {}
+        self._in_flight: set[int] = set()
         self._active: set[str] = set()
         self._stopping = False
         self._error: BaseException | None = None
@@ -789,7 +800,7 @@ class FanOut(Generic[T]):
     @property
     def in_flight(self) -> int:
         """Items being worked on whose request has left."""
-        return len(self._active) - len(self._unsent)
+        return len(self._in_flight)
 
     def _fail(self, error: BaseException, *, how: str = "stop") -> None:
         """An error of the whole job, raised from the `async with` block once the job has
@@ -994,6 +1005,7 @@ class FanOut(Generic[T]):
                 pass
             finally:
                 self._unsent.pop(index, None)
+                self._in_flight.discard(index)
         self.summary.pending += 1
         return None
 

@@ -685,6 +685,31 @@ async def test_an_ambiguous_unsafe_chain_is_settled_by_your_function(
     assert rows(path) == {"bob": DONE}
 
 
+async def test_a_failed_resend_of_an_item_in_flight_stays_ambiguous(
+    fake: FakeKartra, tmp_path: Path
+) -> None:
+    """The earlier run's request may have been applied: a resend that fails (here the
+    connection is refused every time) does not make the item "failed", which
+    retry_failed would send again."""
+    path = tmp_path / "job.db"
+    with Journal(path) as journal:
+        journal.record(JournalEntry("bob", SENT, Safety.UNSAFE))
+    fake.faults.inject("refuse", times=3)
+    async with fake.client(retry=RetryPolicy(max_attempts=3, backoff_base=0)) as kartra:
+
+        def build(name: str) -> LeadChain:
+            return kartra.lead(f"{name}@example.com").give_points(3)
+
+        forced = await kartra.fan_out(
+            ["bob"], build, journal=path, key=str, retry_ambiguous=True
+        ).run()
+        assert (forced.ambiguous, forced.calls, forced.failed) == (1, 3, {})
+        assert rows(path) == {"bob": AMBIGUOUS}
+        again = await kartra.fan_out(["bob"], build, journal=path, key=str, retry_failed=True).run()
+        assert (again.ambiguous, again.calls) == (1, 0)
+    assert score(fake, "bob@example.com") == 0
+
+
 async def test_reconcile_resolves_an_in_flight_create(fake: FakeKartra, tmp_path: Path) -> None:
     path = tmp_path / "job.db"
     with Journal(path) as journal:
