@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import sys
@@ -747,8 +748,12 @@ async def test_one_job_per_journal_in_process(fake: FakeKartra, tmp_path: Path) 
             with pytest.raises(JournalLockedError, match="another job is using it"):
                 async with kartra.fan_out(range(5), story(kartra), journal=path, key=str):
                     pass
-            with pytest.raises(JournalLockedError):
+            with pytest.raises(JournalLockedError) as raised:
                 Journal(path)
+            again = pickle.loads(pickle.dumps(raised.value))
+            assert (type(again), str(again), again.path) == (
+                JournalLockedError, str(raised.value), str(path),
+            )  # fmt: skip
             outcomes = [o async for o in job]
         assert len(outcomes) == 5
         again = await kartra.fan_out(range(5), story(kartra), journal=path, key=str).run()
