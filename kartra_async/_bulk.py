@@ -174,6 +174,7 @@ class Journal:
         self._lost: JournalLostError | None = None
         self._synchronous = ""
         self._writes = 0
+        self._busy = False  #: a job is running on it
         if not self.path.exists():
             self._create()
         self._db, self._identity = self._open()
@@ -836,11 +837,16 @@ class FanOut(Generic[T]):
             self._iterator = iter(self.items)
         if isinstance(self._journal_arg, Journal):
             self.journal = self._journal_arg
+            if self.journal._busy:
+                raise self.journal._error(
+                    JournalLockedError, "another job is using it (one job per journal)"
+                )
         elif self._journal_arg is not None:
             self.journal = Journal(self._journal_arg)
         try:
             if self.journal is not None:
                 self.journal.claim(await self._identify(), adopt=self.adopt_journal)
+                self.journal._busy = True
         except BaseException:
             self._close_journal()
             raise
@@ -917,8 +923,10 @@ class FanOut(Generic[T]):
         return suppressed and drained is None
 
     def _close_journal(self) -> None:
-        if self.journal is not None and not isinstance(self._journal_arg, Journal):
-            self.journal.close()
+        if self.journal is not None:
+            self.journal._busy = False
+            if not isinstance(self._journal_arg, Journal):
+                self.journal.close()
 
     def __aiter__(self) -> AsyncIterator[Outcome[T]]:
         if self._outcomes is None:

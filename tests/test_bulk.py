@@ -756,7 +756,13 @@ async def test_one_job_per_journal_in_process(fake: FakeKartra, tmp_path: Path) 
             )  # fmt: skip
             outcomes = [o async for o in job]
         assert len(outcomes) == 5
-        again = await kartra.fan_out(range(5), story(kartra), journal=path, key=str).run()
+        with Journal(path) as journal:  # one open Journal, two jobs at once
+            async with kartra.fan_out(range(5), story(kartra), journal=journal, key=str) as job:
+                with pytest.raises(JournalLockedError):
+                    await kartra.fan_out(range(5), story(kartra), journal=journal).run()
+                outcomes = [o async for o in job]
+            again = await kartra.fan_out(range(5), story(kartra), journal=journal, key=str).run()
+    assert {o.skipped for o in outcomes} == {True}
     assert again.skipped == 5
     assert created(fake) == Counter({f"c{i}@example.com": 1 for i in range(5)})
 
