@@ -143,7 +143,7 @@ _SCHEMA = (
     " updated REAL NOT NULL)",
 )
 _COLUMNS = "key, state, safety, digest, lead_id, applied, error, updated"
-_CHECKPOINT_EVERY = 500  #: writes between WAL checkpoints (SQLite's own would hit sends)
+_CHECKPOINT_EVERY = 100  #: writes between WAL checkpoints (SQLite's own would hit sends)
 
 
 class Journal:
