@@ -1,6 +1,6 @@
 """kartra_async: the async Python SDK for Kartra's API."""
 
-from ._bulk import FanOut, Journal, Outcome, Summary
+from ._bulk import FanOut, ItemState, Journal, JournalEntry, Outcome, Reconciler, Summary
 from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
 from ._client import AsyncKartra
 from ._commands import COMMANDS, UNTIL_CANCELLED, Command, Safety, Scope
@@ -18,6 +18,10 @@ from .errors import (
     ClassNotFoundError,
     CustomFieldExistsError,
     InvalidParameterError,
+    JournalError,
+    JournalLockedError,
+    JournalLostError,
+    JournalMismatchError,
     KartraAPIError,
     KartraConnectionError,
     KartraError,
@@ -64,7 +68,13 @@ __all__ = [
     "CustomFieldExistsError",
     "FanOut",
     "InvalidParameterError",
+    "ItemState",
     "Journal",
+    "JournalEntry",
+    "JournalError",
+    "JournalLockedError",
+    "JournalLostError",
+    "JournalMismatchError",
     "KartraAPIError",
     "KartraConnectionError",
     "KartraError",
@@ -84,6 +94,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProductNotFoundError",
     "RateLimitError",
+    "Reconciler",
     "RequestFormatError",
     "RetryEvent",
     "RetryPolicy",

@@ -4,6 +4,7 @@ the command table (commands.py) and the builders (chain.py) carry the API's know
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import ipaddress
 import logging
@@ -13,12 +14,12 @@ import warnings
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import httpx
 
-from ._bulk import FanOut
+from ._bulk import FanOut, Journal, Reconciler, Summary
 from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
 from ._commands import COMMANDS, Call, Safety, unknown_command
 from ._constants import (
@@ -49,6 +50,8 @@ from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
 
 __all__ = ["AsyncKartra"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("kartra_async")
 
@@ -88,6 +91,11 @@ class _Shared:
 
 SHARED: Any = _Shared()
 """limiter=SHARED (the default): the in-process limiter of the App (limits.shared_limiter)."""
+
+#: the on_send of a reconcile_create in progress, for the sends _reconcile makes
+_ON_SEND: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "kartra_async_on_send", default=None
+)
 
 
 def _mask(value: str) -> str:
@@ -296,21 +304,25 @@ class AsyncKartra:
         *,
         priority: Priority = "interactive",
         retry: RetryPolicy | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> ChainResult:
         """Send one compiled call as ONE POST and read Kartra's answer.
 
         Waits for the rate limiter first. HTTP 429 pauses the whole App and sends the call
         again (Kartra did not apply it). Failures are sent again only where a repeat
         cannot do harm (see kartra_async._retry); otherwise AmbiguousResultError.
+        `on_send` is called once per attempt, after the limiter's grant, right before the
+        request leaves; what it raises stops the attempt unsent.
         """
         if self._closed:
             raise RuntimeError("this AsyncKartra is closed")
         policy = retry or self.retry
+        on_send = on_send or _ON_SEND.get()
         content = f"{self._form_prefix}&{encode_form(call.payload)}".encode()
         attempt = 1
         while True:
             try:
-                return await self._send_once(content, call, priority)
+                return await self._send_once(content, call, priority, on_send)
             except KartraError as error:
                 decision = decide(error, call)
                 if decision == Decision.RAISE:
@@ -334,12 +346,20 @@ class AsyncKartra:
                     policy.on_retry(RetryEvent(attempt, delay, error, call.cmds))
                 await policy.sleep(delay)
 
-    async def _send_once(self, content: bytes, call: Call, priority: Priority) -> ChainResult:
+    async def _send_once(
+        self,
+        content: bytes,
+        call: Call,
+        priority: Priority,
+        on_send: Callable[[], None] | None = None,
+    ) -> ChainResult:
         limiter = self.limiter
         resends = 0
         while True:
             if limiter is not None:
                 await limiter.acquire(priority)
+            if on_send is not None:
+                on_send()
             response = await self._post(content, call)
             if response.status_code != 429:
                 return self._read(response, call)
@@ -354,22 +374,60 @@ class AsyncKartra:
             resends += 1
 
     async def reconcile_create(
-        self, call: Call, *, priority: Priority = "interactive"
+        self,
+        call: Call,
+        *,
+        priority: Priority = "interactive",
+        on_send: Callable[[], None] | None = None,
     ) -> ChainResult:
         """Finish a chain that starts with create_lead and may or may not have been applied
-        (see `_reconcile`); used by fan_out to resume items in flight at a crash."""
-        return await self._reconcile(call, None, priority, self.retry)
+        (see `_reconcile`); used by fan_out to resume items in flight at a crash.
+        `on_send` is called before each request it makes (lookups included)."""
+        token = _ON_SEND.set(on_send)
+        try:
+            return await self._reconcile(call, None, priority, self.retry)
+        finally:
+            _ON_SEND.reset(token)
 
     def fan_out(
         self,
-        items: Iterable[Any] | AsyncIterable[Any],
-        build: Callable[[Any], LeadChain],
-        **options: Any,
-    ) -> FanOut:
-        """One chain per item at the limiter's pace (priority "bulk"), with an optional
-        resumable journal: see kartra_async._bulk. Options: concurrency, journal, key,
-        priority, progress, retry_failed, reconcile."""
-        return FanOut(self, items, build, **options)
+        items: Iterable[T] | AsyncIterable[T],
+        build: Callable[[T], LeadChain],
+        *,
+        concurrency: int | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        key: Callable[[T], object] | None = None,
+        priority: Priority = "bulk",
+        progress: Callable[[Summary], None] | None = None,
+        retry_failed: bool = False,
+        retry_ambiguous: bool = False,
+        reconcile: bool | Reconciler = True,
+        job: str | None = None,
+        adopt_journal: bool = False,
+    ) -> FanOut[T]:
+        """One chain per item at the limiter's pace, `concurrency` in flight (default:
+        two seconds of the limit), with an optional resumable `journal` (a path, or an
+        open Journal). `key(item)` names an item in the journal (default: its position).
+        On resume: `retry_failed` sends failed actions again, `retry_ambiguous` sends
+        again what may or may not have been applied, `reconcile` (default True) looks up
+        a chain that creates its lead, or is your async function (item, chain) -> bool
+        | None. `job` names the job in the journal (default: the first item's actions);
+        `adopt_journal` continues a journal another job wrote. See kartra_async._bulk."""
+        return FanOut(
+            self,
+            items,
+            build,
+            concurrency=concurrency,
+            journal=journal,
+            key=key,
+            priority=priority,
+            progress=progress,
+            retry_failed=retry_failed,
+            retry_ambiguous=retry_ambiguous,
+            reconcile=reconcile,
+            job=job,
+            adopt_journal=adopt_journal,
+        )
 
     async def _reconcile(
         self, call: Call, error: KartraError | None, priority: Priority, policy: RetryPolicy

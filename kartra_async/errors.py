@@ -10,6 +10,10 @@ Hierarchy (Kartra codes in brackets)::
     │   └── KartraServerError                    HTTP 5xx
     ├── RateLimitError                           HTTP 429 "Too many requests"
     ├── AmbiguousResultError                     a write may or may not have been applied
+    ├── JournalError                             a bulk job's journal is not a journal (empty, foreign)
+    │   ├── JournalLockedError                   another job holds the journal
+    │   ├── JournalMismatchError                 the journal was written by a different job
+    │   └── JournalLostError                     the journal was deleted or replaced under the job
     ├── KartraWebhookError                       a callback body that is not Kartra's (webhooks)
     ├── ChainError                               raise_for_errors(): one or more actions failed
     └── KartraAPIError                           Kartra answered status "Error"; .code, .cmd, .action_index
@@ -64,6 +68,10 @@ __all__ = [
     "CustomFieldExistsError",
     "ErrorCode",
     "InvalidParameterError",
+    "JournalError",
+    "JournalLockedError",
+    "JournalLostError",
+    "JournalMismatchError",
     "KartraAPIError",
     "KartraConnectionError",
     "KartraError",
@@ -165,6 +173,29 @@ class AmbiguousResultError(KartraError):
         self.call = call
         self.cause = cause
         super().__init__(message)
+
+
+class JournalError(KartraError):
+    """A bulk job's journal (fan_out, `kartra import --journal`) cannot be used: the file
+    is empty or not a journal. `.path` is the file."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class JournalLockedError(JournalError):
+    """Another job (in this or another process) is using the journal: one job per journal."""
+
+
+class JournalMismatchError(JournalError):
+    """The journal was written by a different job (or for a different chain of this item);
+    continuing would skip or repeat the wrong work. `adopt_journal=True` continues anyway."""
+
+
+class JournalLostError(JournalError):
+    """The journal was deleted or replaced while the job was running; the job stops,
+    since what it sends could no longer be recorded."""
 
 
 class KartraAPIError(KartraError):

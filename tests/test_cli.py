@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
-from kartra_async.cli import main
+from kartra_async import ItemState, Journal
+from kartra_async.cli import command_line, main
+from kartra_async.testing import FakeKartra, FakeServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "leads.csv"
 
@@ -220,3 +230,209 @@ def test_console_script() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.splitlines()[0] == "Newsletter"
+
+
+# ---- resumable imports: pre-checks, Ctrl-C, counting
+
+
+CREDENTIALS = {
+    "KARTRA_APP_ID": "fake-app",
+    "KARTRA_API_KEY": "fake-key",
+    "KARTRA_API_PASSWORD": "fake-password",
+}
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[FakeKartra, str]]:
+    fake = FakeKartra(rate_limit=None)
+    fake.seed()
+    with FakeServer(fake) as url:
+        yield fake, url
+
+
+def leads_csv(path: Path, n: int, domain: str = "example.org") -> Path:
+    path.write_text("email,first_name\n" + "".join(f"r{i}@{domain},R{i}\n" for i in range(n)))
+    return path
+
+
+def final_state(fake: FakeKartra, n: int, points: int, domain: str = "example.org") -> None:
+    """Every lead present once, with its tag, and its points given exactly once."""
+    created: Counter[str] = Counter()
+    for r in fake.requests:
+        if r.cmds[:1] == ("create_lead",) and json.loads(r.body).get("status") == "Success":
+            created[r.lead["email"]] += 1
+    assert created == Counter({f"r{i}@{domain}": 1 for i in range(n)})
+    for i in range(n):
+        lead = fake.lead(f"r{i}@{domain}")
+        assert lead is not None
+        assert (lead.tags, lead.score(fake.now())) == (["VIP"], points)
+
+
+def test_import_checks_tags_lists_and_sequences_first(
+    served: tuple[FakeKartra, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = served
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    path = leads_csv(tmp_path / "leads.csv", 3)
+    code, out, err = run(
+        "--base-url", url, "import", str(path), "--tag", "VIP", "--tag", "NoSuchTag",
+        "--list", "Nope", "--list", "Newsletter", "--sequence", "Nada", "--step", "1",
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == (
+        "kartra: error: not in the account: tag 'NoSuchTag', list 'Nope', sequence 'Nada' "
+        "(names are case-sensitive); create them in Kartra first. No lead was touched.\n"
+    )
+    assert [r.cmds for r in fake.requests] == [
+        ("retrieve_account_tags",),
+        ("retrieve_account_lists",),
+        ("retrieve_account_sequences",),
+    ]
+    code, _, err = run("--fake", "import", str(path), "--tag", "Vip")
+    assert code == 2
+    assert "tag 'Vip'" in err
+
+
+def test_every_call_is_counted_lookups_included(
+    served: tuple[FakeKartra, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = served
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    path = leads_csv(tmp_path / "leads.csv", 12)
+    journal = tmp_path / "import.db"
+    argv = ("--json", "--base-url", url, "import", str(path), "--tag", "VIP", "--points", "5")
+    code, out, _ = run(*argv, "--journal", str(journal))
+    report = json.loads(out)
+    assert (code, report["ok"], report["calls"]) == (0, 12, len(fake.requests))
+    assert report["calls"] == 1 + 12  # the tag lookup, then one request per row
+    assert report["peak_calls_per_second"] >= 1
+    with Journal(journal) as j:  # two rows were in flight when the run was cut short
+        for email in ("r3@example.org", "r4@example.org"):
+            entry = j.get(email)
+            assert entry is not None
+            j.record(attrs.evolve(entry, state=ItemState.SENT, applied=()))
+    before = len(fake.requests)
+    code, out, _ = run(*argv, "--journal", str(journal))
+    report = json.loads(out)
+    assert (code, report["skipped"], report["ambiguous"]) == (1, 10, 2)  # points: unsure
+    assert report["calls"] == len(fake.requests) - before == 1 + 2  # the lookups count
+    code, out, _ = run(*argv, "--journal", str(journal), "--reconcile")
+    report = json.loads(out)
+    assert (code, report["ok"], report["reconciled"]) == (0, 2, 2)
+    final_state(fake, 12, 5)
+
+
+def test_resume_flags_need_a_journal(csv_file: Path) -> None:
+    for flag in ("--retry-failed", "--reconcile", "--retry-ambiguous", "--adopt-journal"):
+        code, _, err = run("--fake", "import", str(csv_file), flag)
+        assert code == 2
+        assert f"{flag} needs --journal" in err
+    code, _, err = run(
+        "--fake", "import", str(csv_file), "--journal", "j.db", "--reconcile", "--retry-ambiguous"
+    )
+    assert (code, err) == (2, "kartra: error: give --reconcile or --retry-ambiguous, not both\n")
+
+
+def test_the_resume_command_keeps_secrets_out() -> None:
+    argv = ["--api-key", "KEYSECRET", "--api-password=PWSECRET", "import", "my leads.csv",
+            "--journal", "j.db", "--retry-ambiguous"]  # fmt: skip
+    assert command_line(argv) == (
+        'kartra --api-key "$KARTRA_API_KEY" --api-password "$KARTRA_API_PASSWORD" import '
+        "'my leads.csv' --journal j.db --retry-ambiguous"
+    )
+    assert command_line(argv, add=["--reconcile"]).endswith("--journal j.db --reconcile")
+
+
+def start_import(url: str, path: Path, journal: Path) -> subprocess.Popen[str]:
+    code = "import sys; from kartra_async.cli import main; sys.exit(main())"
+    argv = ["--base-url", url, "import", str(path), "--tag", "VIP", "--points", "5",
+            "--journal", str(journal), "--concurrency", "10"]  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **CREDENTIALS},
+    )
+
+
+def wait_for_requests(fake: FakeKartra, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(fake.requests) < count:
+        assert time.monotonic() < deadline, "the import never got going"
+        time.sleep(0.02)
+
+
+def resume(text: str, what: str) -> list[str]:
+    """The command the CLI printed after `what`, as argv for main()."""
+    line = text.split(what, 1)[1].strip().splitlines()[0]
+    argv = shlex.split(line)
+    assert argv[0] == "kartra"
+    return argv[1:]
+
+
+def test_ctrl_c_finishes_what_is_in_flight_and_prints_the_resume_command(
+    served: tuple[FakeKartra, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = served
+    fake.faults.latency = (0.3, 0.6)
+    n = 60
+    path, journal = leads_csv(tmp_path / "leads.csv", n), tmp_path / "import.db"
+    process = start_import(url, path, journal)
+    wait_for_requests(fake, 15)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert "kartra: stopping: no new rows; finishing the" in err
+    assert "not sent (interrupted)" in out
+    with Journal(journal) as j:
+        states = {e.key: e.state for e in j.entries()}
+    assert set(states.values()) == {ItemState.DONE}  # what was in flight finished
+    assert 0 < len(states) < n
+    argv = resume(err, "interrupted; resume with:")
+    assert argv == ["--base-url", url, "import", str(path), "--tag", "VIP", "--points", "5",
+                    "--journal", str(journal), "--concurrency", "10"]  # fmt: skip
+    fake.faults.latency = None
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    code, out, _ = run("--json", *argv)
+    report = json.loads(out)
+    assert (code, report["skipped"], report["ok"]) == (0, len(states), n - len(states))
+    final_state(fake, n, 5)
+
+
+def test_a_second_ctrl_c_aborts_and_the_resume_settles_what_was_in_flight(
+    served: tuple[FakeKartra, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = served
+    fake.faults.latency = (2.0, 3.0)
+    n = 40
+    path, journal = leads_csv(tmp_path / "leads.csv", n), tmp_path / "import.db"
+    process = start_import(url, path, journal)
+    wait_for_requests(fake, 1 + 10)  # the tag lookup, then ten rows in flight for 2-3 s
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "not sent (interrupted)" in out
+    assert "Traceback" not in err
+    assert "kartra: aborting" in err
+    with Journal(journal) as j:
+        assert {e.state for e in j.entries()} == {ItemState.SENT}
+    argv = resume(err, "aborted; resume with:")
+    fake.faults.latency = None
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = run(*argv)
+    # the ten rows were applied, their answers lost: the lead exists, the points may not
+    assert code == 1
+    assert err.count("may or may not have been applied") == 10 + 1
+    settle = resume(err, "it may apply it twice):")
+    assert settle == [*argv, "--reconcile"]
+    code, _, err = run(*settle)
+    assert code == 0, err
+    final_state(fake, n, 5)

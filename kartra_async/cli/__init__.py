@@ -8,7 +8,14 @@ Credentials come from --app-id/--api-key/--api-password (or KARTRA_APP_ID,
 KARTRA_API_KEY, KARTRA_API_PASSWORD, KARTRA_BASE_URL) and are never printed; --fake runs
 against an embedded FakeKartra seeded with a demo account, so everything works offline.
 Exit codes: 0 everything went through, 1 a call failed or was ambiguous (or, with
---strict, a row was rejected), 2 a usage error.
+--strict, a row was rejected), 2 a usage error (a tag, list or sequence that is not in
+the account included), 130 interrupted.
+
+`kartra import --journal FILE` can be resumed: Ctrl-C once stops starting rows, lets the
+requests in flight finish, writes the journal and prints the command that resumes it
+(twice aborts at once); the same command later sends what was not sent, skips what was
+done and looks up what was in flight. --retry-failed, --reconcile and --retry-ambiguous
+move on what an earlier run left failed or ambiguous.
 """
 
 from __future__ import annotations
@@ -19,20 +26,27 @@ import enum
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import anyio.abc
 import attrs
+import httpx
 
-from .._bulk import Outcome, Summary
+from .._bulk import CallClock, FanOut, ItemState, Outcome, Summary
+from .._chain import LeadChain
 from .._client import AsyncKartra
 from .._commands import LEAD_FIELDS
-from ..errors import KartraError, KartraValidationError, LeadExistsError
+from .._constants import DEFAULT_LIMITS
+from ..errors import KartraError, KartraValidationError, LeadExistsError, LeadNotFoundError
+from ..limits import Limiter
 from ..models import CustomField, CustomFieldType
 
 __all__ = ["main"]
@@ -206,102 +220,299 @@ def _actions(args: argparse.Namespace) -> Callable[[Any], Any]:
 
 
 async def _custom_field_defs(
-    kartra: AsyncKartra, path: Path, dry_run: bool
+    kartra: AsyncKartra, path: Path, args: argparse.Namespace
 ) -> dict[str, CustomField] | None:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    if not any(h.strip().lower().startswith("cf:") for h in header):
-        return None
+    if not any(h.strip().lower().startswith("cf:") for h in header) or args.offline:
+        return None  # offline: no account to ask, values are sent as written
     try:
         return {f.identifier: f for f in await kartra.account.custom_fields()}
     except KartraError:
-        if dry_run:
-            return None  # no account to ask: values are sent as written
+        if args.dry_run:
+            return None
         raise
+
+
+async def _check_names(kartra: AsyncKartra, args: argparse.Namespace) -> None:
+    """Every tag, list and sequence named on the command line exists in the account, or
+    a usage error naming the missing ones, before any lead is touched."""
+    if args.offline:
+        return
+    wanted: list[tuple[str, list[str], Callable[[], Awaitable[list[str]]]]] = [
+        ("tag", args.tag, kartra.account.tags),
+        ("list", args.list, kartra.account.lists),
+        ("sequence", [args.sequence] if args.sequence else [], kartra.account.sequences),
+    ]
+    missing = []
+    for what, names, fetch in wanted:
+        if not names:
+            continue
+        try:
+            existing = set(await fetch())
+        except KartraError:
+            if args.dry_run:
+                continue
+            raise
+        missing += [f"{what} {name!r}" for name in names if name not in existing]
+    if missing:
+        raise UsageError(
+            f"not in the account: {', '.join(missing)} (names are case-sensitive); create "
+            "them in Kartra first. No lead was touched."
+        )
+
+
+class CallCounter(httpx.AsyncBaseTransport):
+    """Counts every request handed to the transport (lookups, resends and retries
+    included) and measures their rate (see CallClock)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.clock = CallClock()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.clock.tick()
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+_SECRET_FLAGS = {"--api-key": "KARTRA_API_KEY", "--api-password": "KARTRA_API_PASSWORD"}
+_RESUME_FLAGS = ("--reconcile", "--retry-ambiguous", "--retry-failed")
+
+
+def command_line(argv: Sequence[str], *, add: Sequence[str] = ()) -> str:
+    """`kartra ARGV` for a shell, secrets as environment variables, with the resume
+    flags of `add` instead of the ones given."""
+    parts = ["kartra"]
+    tokens = iter(argv)
+    for token in tokens:
+        flag, equals, _ = token.partition("=")
+        if flag in _SECRET_FLAGS:
+            if not equals:
+                next(tokens, None)
+            parts += [flag, f'"${_SECRET_FLAGS[flag]}"']
+        elif not (add and token in _RESUME_FLAGS):
+            parts.append(shlex.quote(token))
+    return " ".join([*parts, *add])
+
+
+def _exists(outcome: Outcome[Row]) -> bool:
+    """create_lead answered 'Lead already exists', now or in an earlier run."""
+    if isinstance(outcome.error, LeadExistsError):
+        return True
+    earlier = outcome.skipped and outcome.previous is ItemState.FAILED
+    return earlier and "LeadExistsError" in str(outcome.error)
+
+
+class Import:
+    """One `kartra import` run: its phases (create, then --update-existing edits), Ctrl-C
+    and the totals."""
+
+    def __init__(self, kartra: AsyncKartra, args: argparse.Namespace, output: Output) -> None:
+        self.kartra, self.args, self.output = kartra, args, output
+        self.job: FanOut[Row] | None = None
+        self.interrupted = False  #: first Ctrl-C: no new rows, the ones in flight finish
+        self.aborted = False  #: second Ctrl-C: everything cancelled
+        self.abort = anyio.CancelScope()
+        self.summaries: list[Summary] = []
+        options = {
+            "tag": args.tag, "list": args.list, "sequence": args.sequence, "step": args.step,
+            "points": args.points, "update_existing": args.update_existing,
+        }  # fmt: skip
+        self.name = "kartra import " + json.dumps(options, sort_keys=True)
+
+    async def watch(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Ctrl-C once: stop starting rows and finish those in flight; twice: abort."""
+        try:
+            receiver = anyio.open_signal_receiver(signal.SIGINT)
+            signals = receiver.__enter__()
+        except NotImplementedError:  # pragma: no cover - no signal handling here (Windows)
+            task_status.started()
+            return
+        try:
+            task_status.started()
+            async for _ in signals:
+                if self.interrupted or self.job is None:
+                    if self.job is not None:
+                        self.output.note(
+                            "kartra: aborting: requests in flight are left as they are "
+                            "(the resume looks them up)"
+                        )
+                        self.aborted = True
+                    self.interrupted = True
+                    self.abort.cancel()
+                    return
+                self.interrupted = True
+                self.output.note(
+                    f"kartra: stopping: no new rows; finishing the {self.job.in_flight} "
+                    "request(s) in flight (Ctrl-C again to abort)"
+                )
+                self.job.stop()
+        finally:
+            receiver.__exit__(None, None, None)
+
+    async def phase(
+        self, rows: list[Row], build: Callable[[Row], LeadChain], label: str, prefix: str
+    ) -> list[Outcome[Row]]:
+        args = self.args
+        outcomes: list[Outcome[Row]] = []
+        with _progress(self.output, len(rows), label) as update:
+            job = self.kartra.fan_out(
+                rows,
+                build,
+                concurrency=args.concurrency,
+                journal=args.journal,
+                key=lambda row: prefix + row.email.lower(),
+                progress=update,
+                retry_failed=args.retry_failed,
+                retry_ambiguous=args.retry_ambiguous,
+                reconcile=self.looked_up if args.reconcile else True,
+                job=self.name if args.journal else None,
+                adopt_journal=args.adopt_journal,
+            )
+            self.job = job
+            try:
+                async with job:
+                    async for outcome in job:
+                        outcomes.append(outcome)
+            finally:
+                self.job = None
+                self.summaries.append(job.summary)
+        return outcomes
+
+    async def looked_up(self, row: Row, chain: LeadChain) -> bool | None:
+        """--reconcile: the row was applied if its lead has its tags, lists and points
+        (one request carries them all); not if there is no such lead; else unknown."""
+        try:
+            lead = await self.kartra.get_lead(row.email)
+        except LeadNotFoundError:
+            return False
+        lists = {m.name for m in lead.lists}
+        has = all(t in lead.tags for t in self.args.tag) and all(n in lists for n in self.args.list)
+        if self.args.points:
+            has = has and lead.score >= self.args.points
+        return True if has else None
+
+    async def run(self, rows: list[Row], add: Callable[[Any], Any]) -> list[Outcome[Row]]:
+        kartra = self.kartra
+        outcomes: list[Outcome[Row]] = []
+        with self.abort:
+            outcomes = await self.phase(
+                rows, lambda row: add(kartra.lead(row.email).create(**row.fields)), "import", ""
+            )
+            if self.args.update_existing and not self.interrupted:
+                existing = [o.item for o in outcomes if _exists(o)]
+                if existing:
+                    more = await self.phase(
+                        existing,
+                        lambda row: add(kartra.lead(row.email).edit(**row.fields)),
+                        "update",
+                        "edit:",
+                    )
+                    outcomes = [o for o in outcomes if not _exists(o)] + more
+        return outcomes
+
+    def totals(
+        self, rows: int, outcomes: list[Outcome[Row]], counter: CallCounter | None
+    ) -> Summary:
+        summary = Summary()
+        for outcome in outcomes:
+            summary.add(outcome)
+        summary.pending = rows - len(outcomes)  #: not sent: interrupted
+        summary.elapsed = sum(s.elapsed for s in self.summaries)
+        summary.stopped = self.interrupted
+        if counter is not None:
+            clock = counter.clock
+            summary.calls, summary.calling, summary.rate = clock.calls, clock.span, clock.rate
+            summary.peak = clock.peak
+        return summary
 
 
 async def cmd_import(kartra: AsyncKartra, args: argparse.Namespace, output: Output) -> int:
     path = Path(args.file)
     if args.sequence and not args.step:
         raise UsageError("--sequence needs --step")
-    defs = await _custom_field_defs(kartra, path, args.dry_run)
-    rows, rejected = read_rows(path, defs)
+    resume = [
+        f for f in (*_RESUME_FLAGS, "--adopt-journal") if getattr(args, f[2:].replace("-", "_"))
+    ]
+    if resume and not args.journal:
+        raise UsageError(f"{', '.join(resume)} needs --journal (the journal of the earlier run)")
+    if args.reconcile and args.retry_ambiguous:
+        raise UsageError("give --reconcile or --retry-ambiguous, not both")
+    importer = Import(kartra, args, output)
+    error: Exception | None = None
+    code = 130
+    async with anyio.create_task_group() as signals:
+        await signals.start(importer.watch)
+        try:
+            with importer.abort:
+                defs = await _custom_field_defs(kartra, path, args)
+                rows, rejected = read_rows(path, defs)
+                await _check_names(kartra, args)
+            if importer.interrupted:
+                output.note("kartra: interrupted before any lead was touched")
+            else:
+                code = await _import_rows(importer, rows, rejected)
+        except Exception as exc:  # raised as it is, not in the task group's ExceptionGroup
+            error = exc
+        finally:
+            signals.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return code
+
+
+async def _import_rows(importer: Import, rows: list[Row], rejected: list[Rejected]) -> int:
+    kartra, args, output = importer.kartra, importer.args, importer.output
     add = _actions(args)
-    chains: list[tuple[Row, Any]] = []
+    valid: list[Row] = []
     for row in rows:
         try:
-            chains.append((row, add(kartra.lead(row.email).create(**row.fields))))
+            chain = add(kartra.lead(row.email).create(**row.fields))
         except KartraValidationError as exc:
             rejected.append(Rejected(row.number, str(exc)))
+            continue
+        if args.dry_run:  # one JSON object per line: the nested form, no credentials
+            print(json.dumps({"row": row.number, "payload": chain.payload}), file=output.out)
+        valid.append(row)
     rejected.sort(key=lambda r: r.number)
     if args.dry_run:
-        for row, chain in chains:  # one JSON object per line: the nested form, no credentials
-            print(json.dumps({"row": row.number, "payload": chain.payload}), file=output.out)
         _report_rejected(rejected, output)
         return 1 if rejected and args.strict else 0
 
-    by_row = {row.number: chain for row, chain in chains}
-    summary, outcomes = await _run(
-        kartra, [row for row, _ in chains], lambda row: by_row[row.number], args, output, "import"
-    )
-    existing = [o.item for o in outcomes if isinstance(o.error, LeadExistsError)]
-    if existing and args.update_existing:
-
-        def edit(row: Row) -> Any:
-            return add(kartra.lead(row.email).edit(**row.fields))
-
-        updated, more = await _run(
-            kartra, existing, edit, args, output, "update", key_prefix="edit:"
-        )
-        outcomes = [o for o in outcomes if not isinstance(o.error, LeadExistsError)] + more
-        summary = _merge(summary, updated, moved=len(existing))
+    outcomes = await importer.run(valid, add)
+    summary = importer.totals(len(valid), outcomes, getattr(args, "counter", None))
     problems = [o for o in outcomes if not o.ok]
-    _report(summary, problems, rejected, output)
+    stopped = importer.interrupted
+    again = command_line(args.argv)
+    ambiguous = [o for o in outcomes if o.ambiguous]
+    guidance = []
+    if stopped:
+        what = "aborted" if importer.aborted else "interrupted"
+        if args.journal:
+            guidance.append(f"{what}; resume with:\n  {again}")
+        else:
+            guidance.append(
+                f"{what}; no --journal recorded what was done: running the same command "
+                "again sends every row again (use --journal PATH to be able to resume)"
+            )
+    if ambiguous:
+        guidance.append(
+            f"{len(ambiguous)} row(s) may or may not have been applied (see above). Check "
+            "them, then run again with --reconcile (each lead is looked up: done if it has "
+            "the row's tags, lists and points) or --retry-ambiguous (send again what may be "
+            f"missing; it may apply it twice):\n  {command_line(args.argv, add=['--reconcile'])}"
+        )
+    _report(summary, problems, rejected, output, guidance, again if stopped else None)
+    if stopped:
+        return 130
     failed = bool(problems) or (args.strict and bool(rejected))
     return 1 if failed else 0
-
-
-def _merge(first: Summary, second: Summary, moved: int) -> Summary:
-    merged = attrs.evolve(first, failed=dict(first.failed))
-    merged.failed["LeadExistsError"] -= moved
-    if not merged.failed["LeadExistsError"]:
-        del merged.failed["LeadExistsError"]
-    merged.ok += second.ok
-    merged.ambiguous += second.ambiguous
-    merged.skipped += second.skipped
-    for reason, count in second.failed.items():
-        merged.failed[reason] = merged.failed.get(reason, 0) + count
-    merged.elapsed += second.elapsed
-    merged.calls += second.calls
-    return merged
-
-
-async def _run(
-    kartra: AsyncKartra,
-    rows: list[Row],
-    build: Callable[[Row], Any],
-    args: argparse.Namespace,
-    output: Output,
-    label: str,
-    key_prefix: str = "",
-) -> tuple[Summary, list[Outcome]]:
-    outcomes: list[Outcome] = []
-    with _progress(output, len(rows), label) as update:
-        job = kartra.fan_out(
-            rows,
-            build,
-            concurrency=args.concurrency,
-            journal=args.journal,
-            key=lambda row: key_prefix + row.email.lower(),
-            progress=update,
-        )
-        async with job:
-            async for outcome in job:
-                outcomes.append(outcome)
-    return job.summary, outcomes
 
 
 class _progress:
@@ -326,7 +537,7 @@ class _progress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.1f}/s"),
+                TextColumn("{task.fields[rate]:.1f} calls/s"),
                 TimeRemainingColumn(),
                 TextColumn("ok {task.fields[ok]} failed {task.fields[failed]}"),
                 console=console,
@@ -362,7 +573,12 @@ def _report_rejected(rejected: list[Rejected], output: Output) -> None:
 
 
 def _report(
-    summary: Summary, problems: list[Outcome], rejected: list[Rejected], output: Output
+    summary: Summary,
+    problems: list[Outcome[Row]],
+    rejected: list[Rejected],
+    output: Output,
+    guidance: list[str],
+    resume: str | None,
 ) -> None:
     if output.as_json:
         output.data(
@@ -371,24 +587,36 @@ def _report(
                 "failed": summary.failed,
                 "ambiguous": summary.ambiguous,
                 "skipped": summary.skipped,
+                "pending": summary.pending,
+                "reconciled": summary.reconciled,
                 "rejected": [attrs.asdict(r) for r in rejected],
                 "problems": [
                     {"row": o.item.number, "email": o.item.email, "error": _reason(o)}
                     for o in problems
                 ],
                 "elapsed": round(summary.elapsed, 3),
+                "calls": summary.calls,
                 "calls_per_second": round(summary.calls_per_second, 2),
+                "peak_calls_per_second": summary.peak,
+                "interrupted": summary.stopped,
+                "resume": resume,
             }
         )
+        for text in guidance:
+            output.note(f"kartra: {text}")
         return
     rows = [
         ("ok", str(summary.ok)),
         *((f"failed: {k}", str(v)) for k, v in sorted(summary.failed.items())),
         ("ambiguous", str(summary.ambiguous)),
         ("skipped (journal)", str(summary.skipped)),
+        *([("not sent (interrupted)", str(summary.pending))] if summary.stopped else []),
+        *([("settled by a lookup", str(summary.reconciled))] if summary.reconciled else []),
         ("rejected rows", str(len(rejected))),
         ("elapsed", f"{summary.elapsed:.1f} s"),
-        ("calls/s", f"{summary.calls_per_second:.1f}"),
+        ("calls (lookups included)", str(summary.calls)),
+        ("calls/s while calling", f"{summary.calls_per_second:.1f}"),
+        ("most calls in one second", str(summary.peak)),
     ]
     if output.console is not None:
         from rich.table import Table
@@ -405,9 +633,11 @@ def _report(
     for outcome in problems:
         output.note(f"  row {outcome.item.number} ({outcome.item.email}): {_reason(outcome)}")
     _report_rejected(rejected, output)
+    for text in guidance:
+        output.note(f"kartra: {text}")
 
 
-def _reason(outcome: Outcome) -> str:
+def _reason(outcome: Outcome[Row]) -> str:
     if outcome.error is not None:
         return f"{type(outcome.error).__name__}: {outcome.error}"
     assert outcome.result is not None
@@ -464,6 +694,28 @@ def build_parser() -> argparse.ArgumentParser:
     _action_flags(imp)
     imp.add_argument("--update-existing", action="store_true", help="edit leads that already exist")
     imp.add_argument("--journal", help="SQLite file to resume an interrupted import")
+    imp.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --journal: send again the actions that failed in an earlier run",
+    )
+    imp.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="with --journal: look up rows that may or may not have been applied "
+        "(done if the lead has their tags, lists and points)",
+    )
+    imp.add_argument(
+        "--retry-ambiguous",
+        action="store_true",
+        help="with --journal: send again what may or may not have been applied "
+        "(it may apply it twice)",
+    )
+    imp.add_argument(
+        "--adopt-journal",
+        action="store_true",
+        help="continue a journal written by an import with other options",
+    )
     imp.add_argument(
         "--concurrency", type=int, help="chains in flight (default: sized to the rate limit)"
     )
@@ -533,23 +785,33 @@ async def _main(args: argparse.Namespace, output: Output) -> int:
         "transactions": cmd_get,
         "subscriptions": cmd_get,
     }
+    args.offline = False
     if args.fake:
         from ..testing import FakeKartra
 
         fake = FakeKartra()
         fake.seed()
-        kartra = fake.client()
+        limiter = (
+            Limiter(fake.rate_limit, fake.rate_period, name="fake") if fake.rate_limit else None
+        )
+        args.counter = CallCounter(fake.transport())
+        kartra = AsyncKartra(
+            fake.app_id, fake.api_key, fake.api_password, base_url="http://127.0.0.1/api",
+            transport=args.counter, limiter=limiter,
+        )  # fmt: skip
     elif (
         args.command == "import"
         and args.dry_run
         and not (args.app_id or os.environ.get("KARTRA_APP_ID"))
     ):
+        args.offline = True
         kartra = AsyncKartra(
             "dry-run", "dry-run", "dry-run", base_url="http://127.0.0.1:9/api", limiter=None
         )
     else:
+        args.counter = CallCounter(httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS))
         try:
-            kartra = AsyncKartra(**_credentials(args))
+            kartra = AsyncKartra(**_credentials(args), transport=args.counter)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     async with kartra:
@@ -562,11 +824,13 @@ def main(
 ) -> int:
     """Run the command line; returns the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
+    args.argv = argv
     logging.basicConfig(
         level=logging.DEBUG
         if args.verbose > 1
@@ -589,6 +853,9 @@ def main(
     except KartraError as exc:
         print(f"kartra: {type(exc).__name__}: {exc}", file=err)
         return 1
+    except KeyboardInterrupt:
+        print("kartra: interrupted", file=err)
+        return 130
 
 
 def entry_point() -> None:  # pragma: no cover - the console script
