@@ -9,6 +9,7 @@ Hierarchy (Kartra codes in brackets)::
     ├── KartraResponseError                      a body that is not a Kartra answer; HTTP status + excerpt
     │   └── KartraServerError                    HTTP 5xx
     ├── RateLimitError                           HTTP 429 "Too many requests"
+    ├── LimiterUnavailableError                  the shared (Redis) rate limiter did not answer in time
     ├── AmbiguousResultError                     a write may or may not have been applied
     ├── KartraWebhookError                       a callback body that is not Kartra's (webhooks)
     ├── ChainError                               raise_for_errors(): one or more actions failed
@@ -75,6 +76,7 @@ __all__ = [
     "LeadDeletedError",
     "LeadExistsError",
     "LeadNotFoundError",
+    "LimiterUnavailableError",
     "ListNotFoundError",
     "NotFoundError",
     "PaymentStateError",
@@ -433,3 +435,8 @@ def error_from_code(
     cls = entry.cls if entry else KartraAPIError
     text = message or (entry.message if entry else "Kartra reported an error")
     return cls(text, code=code, cmd=cmd, action_index=action_index, raw=raw)
+
+
+class LimiterUnavailableError(KartraError):
+    """The shared rate limiter could not be reached in time (Redis down, frozen or
+    refusing): no slot was granted and nothing was sent to Kartra."""

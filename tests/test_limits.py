@@ -28,7 +28,7 @@ def most_in_any_window(times: list[float], window: float) -> int:
 
 
 async def test_any_window_guarantee_under_1000_tasks() -> None:
-    limiter = Limiter(100, 0.1, margin=0.0)
+    limiter = Limiter(100, 0.1, margin=0.0, burst=100)  # the sliding log alone, no pacing
     granted: list[float] = []
     entered: list[int] = []
     grant_of: dict[int, float] = {}
@@ -54,7 +54,7 @@ async def test_any_window_guarantee_under_1000_tasks() -> None:
 
 
 async def test_uncontended_acquire_does_not_wait() -> None:
-    limiter = Limiter(3, 10.0)
+    limiter = Limiter(3, 10.0, burst=3)
     for _ in range(3):
         await limiter.acquire()
     assert limiter.stats.waits == 0
@@ -84,7 +84,7 @@ async def test_interactive_goes_before_queued_bulk_but_bulk_progresses() -> None
 
 
 async def test_cancelled_waiters_lose_no_capacity() -> None:
-    limiter = Limiter(20, 0.1, margin=0.0)
+    limiter = Limiter(20, 0.1, margin=0.0, burst=20)
     for _ in range(20):
         await limiter.acquire()  # fill the window: everyone below queues
     granted: list[float] = []
@@ -115,7 +115,7 @@ async def test_a_waiter_cancelled_right_after_its_grant_hands_it_back(anyio_back
     cancellation (task.cancel(), wait_for, timeouts) C never returns from acquire() and
     hands its slot back, so D gets it at once. anyio and trio deliver a grant that was
     already made and cancel at C's next checkpoint: C used its slot, none is lost."""
-    limiter = Limiter(2, 0.05, margin=0.0)
+    limiter = Limiter(2, 0.05, margin=0.0, burst=2)
     await limiter.acquire()
     await limiter.acquire()
     got: dict[str, float] = {}

@@ -2,6 +2,7 @@
 
     python -m kartra_async.testing --host 127.0.0.1 --port 8765 \\
         --app-id A --api-key K --api-password P [--rate-limit 20] [--latency 0.3-1.0] \\
+        [--arrival-delay 0.02-0.12] \\
         [--test-mode] [--empty]
 
 A client written from Kartra's docs, pointed at http://127.0.0.1:8765/api, gets the
@@ -43,6 +44,12 @@ def parser() -> argparse.ArgumentParser:
         "--latency", type=_latency, default=None, help="seconds, or LOW-HIGH for a random range"
     )
     p.add_argument(
+        "--arrival-delay",
+        type=_latency,
+        default=0.0,
+        help="one-way delay before the rate limit counts a call: SECONDS or LOW-HIGH",
+    )
+    p.add_argument(
         "--test-mode", action="store_true", help="rewrite new leads' emails to @kartra.com"
     )
     p.add_argument(
@@ -55,6 +62,7 @@ async def run(args: argparse.Namespace) -> None:
     fake = FakeKartra(
         args.app_id, args.api_key, args.api_password,
         rate_limit=args.rate_limit or None, test_mode=args.test_mode,
+        arrival_delay=args.arrival_delay,
     )  # fmt: skip
     fake.faults.latency = args.latency
     if not args.empty:

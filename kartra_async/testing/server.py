@@ -74,6 +74,9 @@ async def _connection(
             if target.split("?")[0].rstrip("/") != "/api":
                 await _respond(writer, 404, b"Not Found", text, keep_alive)
                 continue
+            arrival = fake.draw_arrival_delay()  # the one-way delay before the referee counts
+            if arrival:
+                await asyncio.sleep(arrival)
             reply = fake.handle(body, client_ip=peer[0], secure=False)
             delay = fake.faults.delay()
             if delay:
