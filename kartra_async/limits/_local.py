@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import math
 import threading
 import time
@@ -71,10 +72,8 @@ class _Waiter:
         if self.thread == threading.get_ident():
             self.event.set()
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # its event loop is gone: it waits no more
             self.schedule(self.event.set)
-        except RuntimeError:  # its event loop is gone; it will never wait again
-            pass
 
 
 class _Queues:
