@@ -63,7 +63,7 @@ async def test_four_processes_share_one_budget(redis_url: str) -> None:
     # 30 ms of margin: the wake-up times below are taken by processes that a loaded 2-core
     # machine can stall for over 10 ms; the slots themselves are exact
     margin = 0.03
-    start_at = time.time() + 1.5  # every process starts together
+    start_at = time.time() + 3.0  # every process starts together (once started and connected)
     worker = Path(__file__).with_name("_redis_worker.py")
     command = [
         sys.executable,

@@ -98,7 +98,8 @@ class Margin:
         return _K * self.rttvar
 
     def sample(self, rtt: float) -> None:
-        """One measured round trip (seconds), from a clean or a 429 answer."""
+        """One measured round trip (seconds), from a clean or a 429 answer: the margin
+        rises at once to the estimate."""
         self.samples += 1
         if self.srtt is None:
             self.srtt, self.rttvar = rtt, rtt / 2
@@ -106,9 +107,16 @@ class Margin:
             self.rttvar += _BETA * (abs(self.srtt - rtt) - self.rttvar)
             self.srtt += _ALPHA * (rtt - self.srtt)
         if self.adaptive:
-            estimate = min(self.ceiling, max(self.floor, _K * self.rttvar))
-            narrowed = self.value - (self.value - estimate) * _NARROW
-            self.value = max(estimate, narrowed)
+            self.value = max(self.value, self._estimate())
+
+    def clean(self) -> None:
+        """A clean answer: a margin above the estimate narrows by 1/128 of the gap."""
+        if self.adaptive:
+            estimate = self._estimate()
+            self.value = max(estimate, self.value - (self.value - estimate) * _NARROW)
+
+    def _estimate(self) -> float:
+        return min(self.ceiling, max(self.floor, _K * self.rttvar))
 
     def widen(self) -> None:
         """An HTTP 429: the margin was too thin. Double it at once (at least 10 ms more)."""

@@ -45,6 +45,9 @@ __all__ = ["Limiter", "LimiterStats", "Priority"]
 
 _LONG_SLEEP = 0.02
 _EARLY = 0.004
+#: a microsecond more per window, so a slot is never granted on the very edge that a
+#: server's own float arithmetic may still count as inside
+_EPSILON = 1e-6
 PRIORITIES: tuple[Priority, ...] = ("interactive", "bulk")
 
 
@@ -279,7 +282,7 @@ class Limiter:
     # ---- internals (all under self._lock)
 
     def _window(self) -> float:
-        return self.period + self._margin.value
+        return self.period + self._margin.value + _EPSILON
 
     def _record(self, at: float) -> None:
         log = self._log
@@ -302,9 +305,9 @@ class Limiter:
         if room <= 0:
             return False
         log = self._log
-        window = self.period + self._margin.value
+        window = self.period + self._margin.value + _EPSILON
         edge = now - window
-        if len(log) >= room and log[-room] > edge:
+        if len(log) >= room and log[-room] + window > now:  # the form _next_free uses
             return False
         if now < self._tat - window / self.limit / 2:
             recent = self._in_flight + len(log) - bisect.bisect_right(log, edge)
@@ -432,6 +435,7 @@ class Limiter:
             margin = self._margin
             if grant.traced:  # a round trip measured from the moment it left
                 margin.sample(now - sent_at)
-                margin.export(self.stats)
             if status != 429:
+                margin.clean()
                 self._storm.clean(sent_at, now, margin.value)
+            margin.export(self.stats)

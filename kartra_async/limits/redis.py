@@ -270,10 +270,14 @@ class RedisLimiter:
     # ---- lifecycle
 
     async def __aenter__(self) -> RedisLimiter:
+        """Open the pool and, best effort within `timeout`, one connection with the
+        scripts loaded, so the first burst does not wait for the handshake."""
         if self._client is not None:
             await self._client.__aenter__()
             self._entered += 1
             self._open = True
+            with anyio.move_on_after(self.timeout), contextlib.suppress(Exception):
+                await self._client.script_load(RESERVE_SCRIPT)
         return self
 
     async def __aexit__(
@@ -416,7 +420,9 @@ class RedisLimiter:
     def _answered(self, grant: _RedisGrant, status: int) -> None:
         now = time.monotonic()
         with self._lock:
-            self._margin.sample(now - grant.local_slot)
-            self._margin.export(self.stats)
+            margin = self._margin
+            margin.sample(now - grant.local_slot)
             if status != 429 and grant.sent_at is not None:
-                self._storm.clean(grant.sent_at, now, self._margin.value)
+                margin.clean()
+                self._storm.clean(grant.sent_at, now, margin.value)
+            margin.export(self.stats)
