@@ -319,7 +319,8 @@ def test_threads_with_their_own_event_loops_share_the_apps_budget() -> None:
     assert most_in_any_window(together, 1.0) <= 20
     # paced at 20/s from the first grant to the last: nobody stalled
     assert together[-1] - together[0] < 2 * (60 - 1) / 20
-    assert limiter.queued == 0 and limiter.in_flight == 0
+    assert limiter.queued == 0
+    assert limiter.in_flight == 0
 
 
 # ---- the margin estimator (RFC 6298)

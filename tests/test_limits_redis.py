@@ -4,6 +4,7 @@ fixture; .ci/run installs the Debian package)."""
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import shutil
@@ -35,7 +36,9 @@ def app() -> str:
 
 async def test_one_process_any_window_and_fifo(redis_url: str) -> None:
     # burst=limit: the sliding log alone (pacing has its own test)
-    async with RedisLimiter(redis_url, app(), limit=20, period=0.2, margin=0.0, burst=20) as limiter:
+    async with RedisLimiter(
+        redis_url, app(), limit=20, period=0.2, margin=0.0, burst=20
+    ) as limiter:
         await one_process_any_window_and_fifo(limiter)
 
 
@@ -165,7 +168,7 @@ async def test_slots_are_paced_across_processes_once_the_burst_is_used(redis_url
             tg.start_soon(one)
     slots.sort()
     assert slots[4] - slots[0] < 0.1  # the burst: as soon as Redis answers
-    gaps = [b - a for a, b in zip(slots[4:], slots[5:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slots[4:])]
     assert all(abs(gap - 0.01) < 2e-6 for gap in gaps)  # then exactly window/limit apart
     assert most_in_any_window(slots, 0.2) <= 20
 
@@ -268,9 +271,7 @@ def own_redis(redis_url: str) -> Iterator[RedisProcess]:
 #: coredis 6.9 leaves a connection's in-memory streams unclosed when connecting fails
 #: (they are closed only once the socket opened); garbage-collected, they warn. These
 #: tests make connecting fail on purpose: collect them here, where the warning is known.
-coredis_connect_leak = pytest.mark.filterwarnings(
-    "ignore:Unclosed <MemoryObject:ResourceWarning"
-)
+coredis_connect_leak = pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
 
 
 async def grants_or_error(limiter: RedisLimiter) -> tuple[str, float]:

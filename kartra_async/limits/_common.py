@@ -77,13 +77,19 @@ class Margin:
     """
 
     def __init__(
-        self, margin: float | Literal["auto"], *, floor: float, ceiling: float, period: float
+        self,
+        margin: float | Literal["auto"],
+        *,
+        floor: float,
+        ceiling: float,
+        period: float,
+        initial: float = 0.0,
     ) -> None:
         self.adaptive = margin == "auto"
         if self.adaptive:
             if not 0 <= floor <= ceiling:
                 raise ValueError("0 <= min_margin <= max_margin is required")
-            self.value = floor
+            self.value = min(ceiling, max(floor, initial))
         else:
             if not isinstance(margin, (int, float)) or margin < 0:
                 raise ValueError("margin is 'auto' or seconds >= 0")
@@ -91,11 +97,13 @@ class Margin:
         self.floor, self.ceiling, self.period = floor, ceiling, period
         self.srtt: float | None = None
         self.rttvar = 0.0
+        #: a decaying peak of the delay between a slot and its request leaving (Redis)
+        self.lag_peak = 0.0
         self.samples = 0
 
     @property
     def jitter(self) -> float:
-        return _K * self.rttvar
+        return _K * self.rttvar + self.lag_peak
 
     def sample(self, rtt: float) -> None:
         """One measured round trip (seconds), from a clean or a 429 answer: the margin
@@ -115,8 +123,15 @@ class Margin:
             estimate = self._estimate()
             self.value = max(estimate, self.value - (self.value - estimate) * _NARROW)
 
+    def lag(self, seconds: float) -> None:
+        """How long after its slot a request left (a reservation-based limiter): the
+        margin covers the recent peak, which decays by 1/64 per request."""
+        self.lag_peak = max(seconds, self.lag_peak * (1 - 1 / 64))
+        if self.adaptive:
+            self.value = max(self.value, self._estimate())
+
     def _estimate(self) -> float:
-        return min(self.ceiling, max(self.floor, _K * self.rttvar))
+        return min(self.ceiling, max(self.floor, self.jitter))
 
     def widen(self) -> None:
         """An HTTP 429: the margin was too thin. Double it at once (at least 10 ms more)."""

@@ -145,7 +145,7 @@ class Limiter:
     (an HTTP 429 answer).
 
     `margin`: "auto" (learned from round trips, between `min_margin` and `max_margin`,
-    default period/4; widened on 429s, see `stats.margin` and `stats.jitter`) or fixed
+    default period/10; widened on 429s, see `stats.margin` and `stats.jitter`) or fixed
     seconds. `burst`: how many may leave at once after a quiet window (default limit/4);
     beyond it grants are paced `window/limit` apart; `burst=limit` turns pacing off.
     `clock` (monotonic seconds) is injectable for tests.
@@ -186,7 +186,7 @@ class Limiter:
         self._margin = Margin(
             margin,
             floor=min_margin,
-            ceiling=period / 4 if max_margin is None else max_margin,
+            ceiling=period / 10 if max_margin is None else max_margin,
             period=period,
         )
         self._margin.export(self.stats)

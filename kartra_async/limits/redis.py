@@ -8,9 +8,10 @@ once `burst` slots of the window are taken: the caller sleeps until its slot and
 with no second round trip. A waiter cancelled before its slot gives it back (LREM). A
 429 sets a pause key that every reservation honours.
 
-Each process learns its own margin from what it sees (see _common.Margin): the round
-trip measured from the slot, so the variation covers both the network and the delay
-between a slot and its request leaving. Every Redis operation has a deadline
+Each process learns its own margin from what it sees (see _common.Margin): the
+variation of the round trips measured from the moment each request left, plus the
+recent peak of the delay between a slot and its request leaving (event-loop lag,
+connection set-up), which slots in Redis's clock cannot see. Every Redis operation has a deadline
 (`timeout`, which also bounds connecting): a dead, frozen or refusing Redis raises
 `LimiterUnavailableError`, and the next call tries again, so the limiter recovers when
 Redis returns.
@@ -141,7 +142,7 @@ class _RedisPy:
         return await registered(keys=keys, args=args)
 
     async def lrem(self, key: str, value: int) -> None:
-        await self.client.lrem(key, 1, value)  # type: ignore[misc]
+        await self.client.lrem(key, 1, str(value))
 
     async def delete(self, keys: list[str]) -> None:
         await self.client.delete(*keys)
@@ -192,7 +193,9 @@ class RedisLimiter:
     Every Redis operation has a deadline of `timeout` seconds (connecting included): a
     dead, frozen or refusing Redis raises `LimiterUnavailableError` instead of granting,
     and the next call tries again. `margin` is "auto" (learned per process, between
-    `min_margin` and `max_margin`; default 10 ms to period/4) or fixed seconds; `burst`
+    `min_margin` and `max_margin`; default 25 ms to period/10, starting at period/20: a
+    slot in Redis's clock cannot see how late its request left, so the floor covers the
+    stalls of a busy machine's event loops) or fixed seconds; `burst`
     as in `Limiter`. Waiters are FIFO within a process and across processes by arrival
     at Redis; priorities are not applied across processes.
     """
@@ -205,7 +208,7 @@ class RedisLimiter:
         limit: int = RATE_LIMIT_CALLS,
         period: float = RATE_LIMIT_PERIOD,
         margin: float | Literal["auto"] = "auto",
-        min_margin: float = 0.01,
+        min_margin: float = 0.025,
         max_margin: float | None = None,
         burst: int | None = None,
         key_prefix: str = "kartra_async:limit:",
@@ -224,8 +227,9 @@ class RedisLimiter:
         self._margin = Margin(
             margin,
             floor=min_margin,
-            ceiling=period / 4 if max_margin is None else max_margin,
+            ceiling=period / 10 if max_margin is None else max_margin,
             period=period,
+            initial=period / 20,  # until answers come: the first slots' lag is unseen
         )
         self._margin.export(self.stats)
         self._keys = [f"{key_prefix}{app_id}:log", f"{key_prefix}{app_id}:pause"]
@@ -260,7 +264,9 @@ class RedisLimiter:
             self.redis = _RedisPy(redis)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"<RedisLimiter {self._keys[0]} {self.limit}/{self.period}s margin={self.margin:.3f}s>"
+        return (
+            f"<RedisLimiter {self._keys[0]} {self.limit}/{self.period}s margin={self.margin:.3f}s>"
+        )
 
     @property
     def margin(self) -> float:
@@ -391,7 +397,7 @@ class RedisLimiter:
         self._offset = min(offsets)
         for i, ticket in enumerate(batch):
             ticket.slot = int(out[2 * i])
-        given_back = [t.slot[0] for t in batch if t.abandoned and t.slot is not None]
+        given_back = [t.slot for t in batch if t.abandoned and t.slot is not None]
         for slot in given_back:  # their waiters left while the batch was on its way
             with contextlib.suppress(Exception):
                 await self.redis.lrem(self._keys[0], slot)
@@ -421,8 +427,10 @@ class RedisLimiter:
         now = time.monotonic()
         with self._lock:
             margin = self._margin
-            margin.sample(now - grant.local_slot)
-            if status != 429 and grant.sent_at is not None:
+            assert grant.sent_at is not None
+            margin.lag(max(0.0, grant.sent_at - grant.local_slot))
+            margin.sample(now - grant.sent_at)
+            if status != 429:
                 margin.clean()
                 self._storm.clean(grant.sent_at, now, margin.value)
             margin.export(self.stats)

@@ -393,9 +393,10 @@ class FakeKartra:
         from ..limits import Limiter
 
         limiter = self._limiters.get(app_id)
-        if limiter is None or (limiter.limit, limiter.period) != (self.rate_limit, self.rate_period):
+        wanted = (self.rate_limit, self.rate_period)
+        if limiter is None or (limiter.limit, limiter.period) != wanted:
             limiter = self._limiters[app_id] = Limiter(
-                self.rate_limit, self.rate_period, clock=self._clock, name=f"fake {app_id}"
+                *wanted, clock=self._clock, name=f"fake {app_id}"
             )
         return limiter
 
