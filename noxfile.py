@@ -29,7 +29,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", "kartra_async")
 
 
-BENCHMARKS = ("limiter", "fake", "models", "fanout", "overhead")
+BENCHMARKS = ("limiter", "network", "fake", "models", "fanout", "overhead")
 
 
 @nox.session(python="3.11")
@@ -37,7 +37,9 @@ def bench(session: nox.Session) -> None:
     """Every script in benchmarks/: each checks its results, prints its table with ratios
     against a baseline run in the same process, and exits non-zero on a missed target.
     Runs them all, then fails if any missed (the Redis part needs redis-server on PATH)."""
-    session.install("-e", ".[test,cli]", "pydantic>=2", "aiolimiter", "pyrate-limiter", "limits")
+    session.install(
+        "-e", ".[test,cli,redis]", "pydantic>=2", "aiolimiter", "pyrate-limiter", "limits"
+    )
     missed = []
     for name in session.posargs or BENCHMARKS:
         try:

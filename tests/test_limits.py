@@ -286,7 +286,6 @@ def test_threads_with_their_own_event_loops_share_the_apps_budget() -> None:
 
     app = app_id()
     limiter = shared_limiter(app)
-    limiter._margin.value = 0.0  # the window is exactly the period here
     granted: dict[str, list[float]] = {"asyncio": [], "trio": []}
     seen: set[int] = set()
     errors: list[BaseException] = []

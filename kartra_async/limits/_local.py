@@ -37,7 +37,6 @@ from collections.abc import Callable
 from typing import Literal
 
 import anyio
-import sniffio
 
 from ._common import Grant, LimiterStats, Margin, Priority, StormLog, logger
 
@@ -52,12 +51,13 @@ PRIORITIES: tuple[Priority, ...] = ("interactive", "bulk")
 
 
 def _scheduler() -> Callable[[Callable[[], object]], object]:
-    """How another thread runs a callback in the current event loop."""
-    if sniffio.current_async_library() == "trio":
-        import trio
+    """How another thread runs a callback in the current event loop (asyncio's or trio's)."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        return loop.call_soon_threadsafe
+    import trio
 
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    return asyncio.get_running_loop().call_soon_threadsafe
+    return trio.lowlevel.current_trio_token().run_sync_soon
 
 
 class _Waiter:
@@ -189,7 +189,7 @@ class Limiter:
             ceiling=period / 10 if max_margin is None else max_margin,
             period=period,
         )
-        self._margin.export(self.stats)
+        self._sync_margin()
         self._lock = threading.Lock()
         #: send times of the newest requests (at most `limit`), ascending
         self._log: list[float] = []
@@ -228,14 +228,25 @@ class Limiter:
         """Wait for a slot (FIFO within the priority) and count the request as sent when
         this returns; return the clock time of the grant. Cancellation-safe: a cancelled
         waiter takes no slot."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (a with-statement costs twice as much on this hot path)
+        try:
             now = self._clock()
             if not self._queues.size and self._free(now):
-                self._tat = max(self._tat, now) + self._window() / self.limit
-                self._record(now)
+                tat = self._tat
+                self._tat = (tat if tat > now else now) + 2 * self._half_interval
+                log = self._log
+                if log and now < log[-1]:
+                    bisect.insort(log, now)
+                else:
+                    log.append(now)
+                if len(log) > self.limit:
+                    del log[0]
                 self.stats.grants += 1
                 return now
             waiter = self._enqueue(priority, now)
+        finally:
+            lock.release()
         await self._wait(waiter)
         with self._lock:
             self._in_flight -= 1
@@ -247,12 +258,16 @@ class Limiter:
     async def take(self, priority: Priority = "interactive") -> Grant:
         """Wait for a slot like `acquire()`, but count the request from `grant.sent()`
         (the moment it leaves) and learn the round trip from `grant.finish(status)`."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             now = self._clock()
             if not self._queues.size and self._free(now):
                 self._grant(now)
                 return _LocalGrant(self, now)
             waiter = self._enqueue(priority, now)
+        finally:
+            lock.release()
         await self._wait(waiter)
         assert waiter.granted_at is not None
         return _LocalGrant(self, waiter.granted_at)
@@ -265,7 +280,7 @@ class Limiter:
             self.stats.rate_limited += 1
             self._paused_until = max(self._paused_until, now + seconds)
             self._margin.widen()
-            self._margin.export(self.stats)
+            self._sync_margin()
             self._storm.rate_limited(now, seconds, self._margin.value)
             self._wake_timer()
 
@@ -282,7 +297,13 @@ class Limiter:
     # ---- internals (all under self._lock)
 
     def _window(self) -> float:
-        return self.period + self._margin.value + _EPSILON
+        return self._span
+
+    def _sync_margin(self) -> None:
+        """The margin changed: the window, the pacing interval and the stats follow."""
+        self._span = self.period + self._margin.value + _EPSILON
+        self._half_interval = self._span / self.limit / 2
+        self._margin.export(self.stats)
 
     def _record(self, at: float) -> None:
         log = self._log
@@ -295,7 +316,7 @@ class Limiter:
 
     def _grant(self, now: float) -> None:
         self._in_flight += 1
-        self._tat = max(self._tat, now) + self._window() / self.limit
+        self._tat = max(self._tat, now) + 2 * self._half_interval
         self.stats.grants += 1
 
     def _free(self, now: float) -> bool:
@@ -305,12 +326,11 @@ class Limiter:
         if room <= 0:
             return False
         log = self._log
-        window = self.period + self._margin.value + _EPSILON
-        edge = now - window
+        window = self._span
         if len(log) >= room and log[-room] + window > now:  # the form _next_free uses
             return False
-        if now < self._tat - window / self.limit / 2:
-            recent = self._in_flight + len(log) - bisect.bisect_right(log, edge)
+        if now < self._tat - self._half_interval:
+            recent = self._in_flight + len(log) - bisect.bisect_right(log, now - window)
             if recent >= self.burst:
                 return False
         return True
@@ -322,7 +342,7 @@ class Limiter:
         log = self._log
         window = self._window()
         at = max(now, log[-room] + window) if len(log) >= room else now
-        paced = self._tat - window / self.limit / 2
+        paced = self._tat - self._half_interval
         if at < paced:
             recent = self._in_flight + len(log) - bisect.bisect_right(log, at - window)
             if recent >= self.burst:
@@ -361,20 +381,25 @@ class Limiter:
                     if waiter.granted_at is not None:
                         break
                     # woken to be the timer: sleep until a slot frees (or until woken again)
-                    waiter.event = anyio.Event()
                     now = self._clock()
                     delay = self._next_free(now) - now
+                    if delay > self.period:  # in flight (inf) or paused: woken on a change
+                        waiter.event = anyio.Event()
                 if delay > _LONG_SLEEP:
                     # long sleeps wake ~1-2 ms late (timer slack): wake a little early, then
                     # sleep the short rest, which is precise
                     delay -= _EARLY
-                if delay > 0:
+                if 0 < delay <= self.period:
+                    # a plain sleep is far cheaper than a cancellable wait; whatever happens
+                    # meanwhile (a pause, a grant) is seen when it ends, at most a window on
+                    await anyio.sleep(delay)
+                elif delay > 0:
                     with anyio.move_on_after(delay):
                         await waiter.event.wait()
                 with self._lock:
                     if self._timer is waiter:
                         self._timer = None
-                    if waiter.granted_at is None:
+                    if waiter.granted_at is None and waiter.event.is_set():
                         waiter.event = anyio.Event()
                     self._dispatch(self._clock())
                     if waiter.granted_at is not None:
@@ -438,4 +463,4 @@ class Limiter:
             if status != 429:
                 margin.clean()
                 self._storm.clean(sent_at, now, margin.value)
-            margin.export(self.stats)
+            self._sync_margin()
