@@ -182,7 +182,7 @@ def main() -> int:
                         seen,
                         f"{m * 1000:.1f} ms",
                         f"{j * 1000:.1f} ms",
-                    )  # fmt: skip
+                    )
                 )
         except FileNotFoundError:
             print("MISS redis-server is not installed: the Redis profile was not measured")
@@ -202,7 +202,7 @@ def main() -> int:
                 "final margin",
                 "jitter estimate",
             ),
-        )  # fmt: skip
+        )
     )
     lan, internet, redis = (
         results["LAN/kartra_async"],
