@@ -119,7 +119,7 @@ class Margin:
 
     def clean(self) -> None:
         """A clean answer: a margin above the estimate narrows by 1/128 of the gap."""
-        if self.adaptive:
+        if self.adaptive and self.value > self.floor:
             estimate = self._estimate()
             self.value = max(estimate, self.value - (self.value - estimate) * _NARROW)
 

@@ -186,7 +186,7 @@ class Limiter:
         self._margin = Margin(
             margin,
             floor=min_margin,
-            ceiling=period / 10 if max_margin is None else max_margin,
+            ceiling=max(period / 10, min_margin) if max_margin is None else max_margin,
             period=period,
         )
         self._sync_margin()
@@ -198,6 +198,8 @@ class Limiter:
         self._tat = -math.inf
         self._queues = _Queues(bulk_share)
         self._timer: _Waiter | None = None
+        #: the timer waits for requests in flight to be sent (or a long pause) to end
+        self._timer_blocked = False
         self._paused_until = -math.inf
         self._storm = StormLog(name)
 
@@ -251,7 +253,8 @@ class Limiter:
         with self._lock:
             self._in_flight -= 1
             self._record(self._clock())
-            self._wake_timer()  # it may sleep until this slot's send time is known
+            if self._timer_blocked:  # it sleeps until a send time is known
+                self._wake_timer()
         assert waiter.granted_at is not None
         return waiter.granted_at
 
@@ -383,7 +386,8 @@ class Limiter:
                     # woken to be the timer: sleep until a slot frees (or until woken again)
                     now = self._clock()
                     delay = self._next_free(now) - now
-                    if delay > self.period:  # in flight (inf) or paused: woken on a change
+                    self._timer_blocked = delay > self.period
+                    if self._timer_blocked:  # in flight (inf) or paused: woken on a change
                         waiter.event = anyio.Event()
                 if delay > _LONG_SLEEP:
                     # long sleeps wake ~1-2 ms late (timer slack): wake a little early, then
@@ -431,36 +435,49 @@ class Limiter:
             self._dispatch(self._clock())
 
     def _mark_sent(self, grant: _LocalGrant, *, traced: bool) -> None:
-        with self._lock:
-            if grant.sent_at is not None:
-                return
-            now = self._clock()
-            grant.sent_at, grant.traced = now, traced
-            self._in_flight -= 1
-            self._record(now)
-            # the slot now frees at a known time: let the timer recompute its sleep
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._sent(grant, traced)
+        finally:
+            lock.release()
+
+    def _sent(self, grant: _LocalGrant, traced: bool) -> None:
+        if grant.sent_at is not None:
+            return
+        now = self._clock()
+        grant.sent_at, grant.traced = now, traced
+        self._in_flight -= 1
+        self._record(now)
+        if self._timer_blocked:  # the slot now frees at a known time: the timer recomputes
             self._wake_timer()
 
     def _finish(self, grant: _LocalGrant, status: int | None, sent: bool) -> None:
-        if grant.sent_at is None:
-            if not sent and status is None:
-                with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
+            if grant.sent_at is None:
+                if not sent and status is None:
                     grant.sent_at = math.inf  # it never left: the slot goes back
                     self._in_flight -= 1
                     self.stats.grants -= 1
                     self._dispatch(self._clock())
+                    return
+                self._sent(grant, False)
+            if status is None:
                 return
-            self._mark_sent(grant, traced=False)
-        if status is None:
-            return
-        with self._lock:
             now = self._clock()
             sent_at = grant.sent_at
             assert sent_at is not None
             margin = self._margin
+            before = margin.value
             if grant.traced:  # a round trip measured from the moment it left
                 margin.sample(now - sent_at)
             if status != 429:
                 margin.clean()
-                self._storm.clean(sent_at, now, margin.value)
-            self._sync_margin()
+                if self._storm.count:
+                    self._storm.clean(sent_at, now, margin.value)
+            if grant.traced or margin.value != before:
+                self._sync_margin()
+        finally:
+            lock.release()

@@ -227,7 +227,7 @@ class RedisLimiter:
         self._margin = Margin(
             margin,
             floor=min_margin,
-            ceiling=period / 10 if max_margin is None else max_margin,
+            ceiling=max(period / 10, min_margin) if max_margin is None else max_margin,
             period=period,
             initial=period / 20,  # until answers come: the first slots' lag is unseen
         )
