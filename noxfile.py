@@ -39,7 +39,7 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
-BENCHMARKS = ("limiter", "fake", "models", "fanout", "overhead")
+BENCHMARKS = ("limiter", "network", "fake", "models", "fanout", "overhead")
 
 
 @nox.session(python="3.11")
@@ -47,7 +47,9 @@ def bench(session: nox.Session) -> None:
     """Every script in benchmarks/: each checks its results, prints its table with ratios
     against a baseline run in the same process, and exits non-zero on a missed target.
     Runs them all, then fails if any missed (the Redis part needs redis-server on PATH)."""
-    session.install("-e", ".[test,cli]", "pydantic>=2", "aiolimiter", "pyrate-limiter", "limits")
+    session.install(
+        "-e", ".[test,cli,redis]", "pydantic>=2", "aiolimiter", "pyrate-limiter", "limits"
+    )
     missed = []
     for name in session.posargs or BENCHMARKS:
         try:

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
 from typing import Any, TypeVar
@@ -45,7 +45,7 @@ from .errors import (
     RateLimitError,
     error_from_code,
 )
-from .limits import Priority, RateLimiter, shared_limiter
+from .limits import Grant, Priority, RateLimiter, shared_limiter
 from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
 
@@ -154,8 +154,12 @@ class AsyncKartra:
             timeout=timeout, limits=limits, transport=transport, headers=_HEADERS
         )
         self._timeout = timeout
+        if limiter is SHARED:
+            # a transport that serves a fake Kartra brings the limiter of the fake's App
+            own = getattr(transport, "shared_limiter", None)
+            limiter = own(app_id) if own is not None else shared_limiter(app_id)
         #: the rate limiter every request waits on (None: no limiting)
-        self.limiter: RateLimiter | None = shared_limiter(app_id) if limiter is SHARED else limiter
+        self.limiter: RateLimiter | None = limiter
         self._resends = rate_limit_resends
         #: how failed calls are sent again (never when a repeat could do harm)
         self.retry = retry or RetryPolicy()
@@ -354,13 +358,22 @@ class AsyncKartra:
         on_send: Callable[[], None] | None = None,
     ) -> ChainResult:
         limiter = self.limiter
+        take = getattr(limiter, "take", None)
         resends = 0
         while True:
-            if limiter is not None:
+            grant: Grant | None = None
+            if take is not None:
+                grant = await take(priority)
+            elif limiter is not None:
                 await limiter.acquire(priority)
             if on_send is not None:
-                on_send()
-            response = await self._post(content, call)
+                try:
+                    on_send()
+                except BaseException:
+                    if grant is not None:
+                        grant.finish(sent=False)
+                    raise
+            response = await self._post(content, call, grant)
             if response.status_code != 429:
                 return self._read(response, call)
             retry_after = _retry_after(response.headers.get("retry-after"))
@@ -471,17 +484,21 @@ class AsyncKartra:
             raw=remaining.raw,
         )
 
-    async def _post(self, content: bytes, call: Call) -> httpx.Response:
+    async def _post(self, content: bytes, call: Call, grant: Grant | None) -> httpx.Response:
+        """POST the call. With a limiter grant, the transport's trace tells the limiter the
+        moment the request leaves (after the pool found or opened a connection), and the
+        outcome is reported when the exchange is over."""
         started = time.perf_counter()
+        extensions: dict[str, Any] = {} if grant is None else {"trace": _tracer(grant)}
         try:
             if self._owns_pool:
                 # our own pool has no cookies, auth or default params to merge: build the
                 # request directly (half of httpx's per-request cost is that merging)
                 timeout = self._request_timeout or self._http.timeout
+                extensions["timeout"] = timeout.as_dict()
                 request = httpx.Request(
-                    "POST", self._url, content=content, headers=_HEADERS,
-                    extensions={"timeout": timeout.as_dict()},
-                )  # fmt: skip
+                    "POST", self._url, content=content, headers=_HEADERS, extensions=extensions
+                )
                 response = await self._http.send(request)
             else:
                 response = await self._http.post(
@@ -489,9 +506,12 @@ class AsyncKartra:
                     content=content,
                     headers=self._headers,
                     timeout=self._request_timeout or httpx.USE_CLIENT_DEFAULT,
+                    extensions=extensions,
                 )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # the connection never opened: Kartra never saw the call
+            if grant is not None:
+                grant.finish(None, sent=False)
             cls = (
                 KartraConnectionError if isinstance(exc, httpx.ConnectError) else KartraTimeoutError
             )
@@ -499,13 +519,23 @@ class AsyncKartra:
                 f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})", request_sent=False
             ) from exc
         except httpx.TimeoutException as exc:
+            if grant is not None:
+                grant.finish(None)
             raise KartraTimeoutError(
                 f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})"
             ) from exc
         except httpx.TransportError as exc:
+            if grant is not None:
+                grant.finish(None)
             raise KartraConnectionError(
                 f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})"
             ) from exc
+        except BaseException:
+            if grant is not None:
+                grant.finish(None)  # cancelled mid-request: it may have left, count it
+            raise
+        if grant is not None:
+            grant.finish(response.status_code)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "POST %s cmds=%s -> HTTP %d in %.3fs",
@@ -538,6 +568,18 @@ def _shifted(action: ActionResult, by: int) -> ActionResult:
             error.code, error.message, cmd=error.cmd, action_index=index, raw=error.raw
         )
     return attrs.evolve(action, index=index, error=error)
+
+
+def _tracer(grant: Grant) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpx/httpcore `trace` extension that marks the grant sent when the request's
+    headers start going out on a connection ("http11.send_request_headers.started",
+    "http2...."; a transport without httpcore may send the same event)."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_headers.started"):
+            grant.sent()
+
+    return trace
 
 
 def _retry_after(value: str | None) -> float | None:

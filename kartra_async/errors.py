@@ -9,6 +9,7 @@ Hierarchy (Kartra codes in brackets)::
     ├── KartraResponseError                      a body that is not a Kartra answer; HTTP status + excerpt
     │   └── KartraServerError                    HTTP 5xx
     ├── RateLimitError                           HTTP 429 "Too many requests"
+    ├── LimiterUnavailableError                  the shared (Redis) rate limiter did not answer in time
     ├── AmbiguousResultError                     a write may or may not have been applied
     ├── JournalError                             a bulk job's journal is not a journal (empty, foreign)
     │   ├── JournalLockedError                   another job holds the journal
@@ -83,6 +84,7 @@ __all__ = [
     "LeadDeletedError",
     "LeadExistsError",
     "LeadNotFoundError",
+    "LimiterUnavailableError",
     "ListNotFoundError",
     "NotFoundError",
     "PaymentStateError",
@@ -464,3 +466,8 @@ def error_from_code(
     cls = entry.cls if entry else KartraAPIError
     text = message or (entry.message if entry else "Kartra reported an error")
     return cls(text, code=code, cmd=cmd, action_index=action_index, raw=raw)
+
+
+class LimiterUnavailableError(KartraError):
+    """The shared rate limiter could not be reached in time (Redis down, frozen or
+    refusing): no slot was granted and nothing was sent to Kartra."""

@@ -144,6 +144,9 @@ class FakeApp:
         fake = self.fake
         body = await self._body(receive)
         client = scope.get("client") or ("127.0.0.1", 0)
+        arrival = fake.draw_arrival_delay()  # the one-way trip before the referee counts
+        if arrival:
+            await self._pause(arrival)
         reply = fake.handle(body, client_ip=client[0], secure=scope.get("scheme") == "https")
         delay = fake.faults.delay()
         if delay:

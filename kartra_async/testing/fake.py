@@ -246,9 +246,11 @@ class FakeKartra:
     ) -> None:
         if response_style not in RESPONSE_STYLES:
             raise ValueError(f"response_style is one of {', '.join(RESPONSE_STYLES)}")
+        low, high = arrival_delay if isinstance(arrival_delay, tuple) else (arrival_delay,) * 2
+        if not 0 <= low <= high:
+            raise ValueError("arrival_delay is seconds >= 0, or a (low, high) range")
         self.app_id, self.api_key, self.api_password = app_id, api_key, api_password
         self.any_app_id = any_app_id
-        self.arrival_delay = arrival_delay
         self.rate_limit = rate_limit
         self.rate_period = rate_period
         self.test_mode = test_mode
@@ -261,7 +263,9 @@ class FakeKartra:
         self._clock = clock
         self._now = now or (lambda: datetime.now(KARTRA_TZ))
         self._windows: dict[str, deque[float]] = {}
-        self._limiter: Limiter | None = None
+        self._limiters: dict[str, Limiter] = {}
+        self.arrival_delay = arrival_delay
+        self._arrivals = random.Random(seed)
         self.apps: dict[str, App] = {}
         self.add_account(api_key, api_password, app_id=app_id)
         for other in app_ids:
@@ -435,23 +439,29 @@ class FakeKartra:
 
         return FakeApp(self, **options)
 
+    def shared_limiter(self, app_id: str) -> Limiter | None:
+        """The rate limiter of one of this fake's Apps, as `limits.shared_limiter` is for
+        Kartra: every client of the fake uses it (`client()`, and any AsyncKartra given
+        `transport=fake.transport()`), so together they keep the fake's limit. None when
+        the limit is off. Its clock is the fake's."""
+        if self.rate_limit is None:
+            return None
+        from ..limits import Limiter
+
+        limiter = self._limiters.get(app_id)
+        wanted = (self.rate_limit, self.rate_period)
+        if limiter is None or (limiter.limit, limiter.period) != wanted:
+            limiter = self._limiters[app_id] = Limiter(
+                *wanted, clock=self._clock, name=f"fake {app_id}"
+            )
+        return limiter
+
     def client(
         self, *, api_key: str | None = None, api_password: str | None = None, **kwargs: Any
     ) -> AsyncKartra:
         """An AsyncKartra wired to this fake (default credentials unless given). Its rate
-        limiter matches the fake's limit and is shared by this fake's clients (none when
-        the fake's limit is off); pass `limiter=` to choose another."""
+        limiter is the fake App's (`shared_limiter`); pass `limiter=` to choose another."""
         from .._client import AsyncKartra
-        from ..limits import Limiter
-
-        if "limiter" not in kwargs:
-            if self.rate_limit is None:
-                kwargs["limiter"] = None
-            else:
-                wanted = (self.rate_limit, self.rate_period)
-                if self._limiter is None or (self._limiter.limit, self._limiter.period) != wanted:
-                    self._limiter = Limiter(*wanted, name="fake")
-                kwargs["limiter"] = self._limiter
 
         return AsyncKartra(
             self.app_id,
@@ -461,6 +471,14 @@ class FakeKartra:
             transport=self.transport(),
             **kwargs,
         )
+
+    def draw_arrival_delay(self) -> float:
+        """The one-way delay of the next call (seconds): `arrival_delay`, or a uniform
+        draw from its (low, high) range."""
+        delay = self.arrival_delay
+        if isinstance(delay, tuple):
+            return self._arrivals.uniform(*delay)
+        return float(delay)
 
     # ---- answering
 
