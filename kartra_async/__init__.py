@@ -1,5 +1,7 @@
 """kartra_async: the async Python SDK for Kartra's API."""
 
+import logging as _logging
+
 from ._bulk import FanOut, Journal, Outcome, Summary
 from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
 from ._client import AsyncKartra
@@ -44,6 +46,9 @@ from .limits import Limiter
 from .models import ActionResult, ChainResult
 
 __version__ = "0.1.0"
+
+# silent unless the application configures logging (no "last resort" output to stderr)
+_logging.getLogger("kartra_async").addHandler(_logging.NullHandler())
 
 __all__ = [
     "COMMANDS",
