@@ -10,12 +10,12 @@ import ipaddress
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 import zlib
 from collections.abc import (
     AsyncIterable,
+    AsyncIterator,
     Callable,
     Coroutine,
     Generator,
@@ -45,6 +45,7 @@ from ._constants import (
     RATE_LIMIT_PAUSE,
     RATE_LIMIT_PAUSE_MAX,
     RATE_LIMIT_RESENDS,
+    RECONCILE_CLEARLY_BEFORE,
     RECONCILE_CLOCK_SKEW,
     SERVER_RETRY_AFTER_MAX,
     USER_AGENT,
@@ -81,10 +82,11 @@ logger = logging.getLogger("kartra_async")
 _HEADERS = {
     "Content-Type": "application/x-www-form-urlencoded",
     "Accept": "application/json",
-    # only what the body reader can decode with bounded memory
-    "Accept-Encoding": "gzip, deflate",
     "User-Agent": USER_AGENT,
 }
+#: a borrowed httpx client would offer br and zstd too if installed: offer only what the
+#: body reader decodes with bounded memory (our own pool sends no Accept-Encoding)
+_BORROWED_HEADERS = {**_HEADERS, "Accept-Encoding": "gzip, deflate"}
 _ENV = {
     "app_id": "KARTRA_APP_ID",
     "api_key": "KARTRA_API_KEY",
@@ -161,14 +163,20 @@ class _Answer:
         self.content = content
 
 
-class _ArmOnWait(Generic[_T]):
-    """Await a coroutine, calling `arm()` the first time it has to wait."""
+class _Deadline(Generic[_T]):
+    """Await a coroutine on asyncio within `seconds`, else raise TimeoutError.
 
-    __slots__ = ("_arm", "_coro")
+    What `asyncio.timeout` does, but the timer is armed only when the coroutine first
+    has to wait: an exchange that never waits (an in-memory transport) costs no timer
+    and leaves no cancelled one in the loop's heap. Cancellation from elsewhere passes
+    through untouched (Task.cancelling/uncancel tell ours apart, as asyncio.timeout does).
+    """
 
-    def __init__(self, coro: Coroutine[Any, Any, _T], arm: Callable[[], None]) -> None:
+    __slots__ = ("_coro", "_when")
+
+    def __init__(self, coro: Coroutine[Any, Any, _T], seconds: float) -> None:
         self._coro = coro
-        self._arm = arm
+        self._when = asyncio.get_running_loop().time() + seconds
 
     def __await__(self) -> Generator[Any, Any, _T]:
         coro = self._coro
@@ -176,23 +184,39 @@ class _ArmOnWait(Generic[_T]):
             signal = coro.send(None)
         except StopIteration as stop:
             return cast(_T, stop.value)
-        self._arm()
-        while True:
-            try:
-                value = yield signal
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
+        task: Any = asyncio.current_task()  # Task.cancelling/uncancel: 3.11+ (_TASK_UNCANCEL)
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_at(self._when, expire)
+        try:
+            while True:
                 try:
-                    signal = coro.throw(exc)
-                except StopIteration as stop:
-                    return cast(_T, stop.value)
-            else:
-                try:
-                    signal = coro.send(value)
-                except StopIteration as stop:
-                    return cast(_T, stop.value)
+                    value = yield signal
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:
+                    try:
+                        signal = coro.throw(exc)
+                    except StopIteration as stop:
+                        return cast(_T, stop.value)
+                else:
+                    try:
+                        signal = coro.send(value)
+                    except StopIteration as stop:
+                        return cast(_T, stop.value)
+        except asyncio.CancelledError:
+            if expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
 
 
 def _on_asyncio() -> bool:
@@ -251,7 +275,13 @@ def _detail(exc: BaseException, redactor: Redactor) -> str:
         text = str(current).strip()
         if text:
             messages.append(text)
-        current = current.__cause__  # httpx and httpcore chain their errors explicitly
+        # httpx chains httpcore's error as the cause, httpcore the OS error as the
+        # context; anyio and trio put the refused attempts in an exception group
+        group = getattr(current, "exceptions", None)
+        if isinstance(group, tuple) and group and isinstance(group[0], BaseException):
+            current = group[0]
+        else:
+            current = current.__cause__ or current.__context__
     if not messages:
         return "no detail"
     first, root = messages[0], messages[-1]
@@ -323,7 +353,7 @@ class AsyncKartra:
         self._owns_http = http_client is None
         self._owns_pool = http_client is None  #: stays True in with_options views
         # our own pool carries the headers; a borrowed one gets them on each request
-        self._headers: dict[str, str] | None = None if http_client is None else _HEADERS
+        self._headers: dict[str, str] | None = None if http_client is None else _BORROWED_HEADERS
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout, limits=limits, transport=transport, headers=_HEADERS
         )
@@ -559,6 +589,9 @@ class AsyncKartra:
             where = _unencodable(call.payload) or "payload"
             rule = "holds text that cannot be encoded as UTF-8 (a lone surrogate)"
             raise KartraValidationError(where, rule) from None
+        if "%00" in form:  # only a NUL encodes so ("%" itself becomes %25)
+            where = _unencodable(call.payload, nul=True) or "payload"
+            raise KartraValidationError(where, "contains a NUL character")
         count = self._prefix_vars + form.count("&") + 1
         if count > self._max_form_vars:
             raise KartraValidationError(
@@ -655,10 +688,9 @@ class AsyncKartra:
         joined = getattr(lead, "date_joined", None)
         verdict = _joined_since(joined, sent_at, self._clock())
         if verdict is False:
-            exists = error_from_code(
-                244, ERROR_CODES[244].message, cmd="create_lead", action_index=0
+            exists = LeadExistsError(
+                ERROR_CODES[244].message, code=244, cmd="create_lead", action_index=0
             )
-            assert isinstance(exists, LeadExistsError)
             logger.info(
                 "create_lead for %s was not applied: lead %s joined %s, before the call",
                 email, lead_id, joined,
@@ -669,8 +701,9 @@ class AsyncKartra:
                 f"create_lead for lead {email} may or may not have been applied: "
                 f"{error or 'the call was interrupted'}. Lead {lead_id} exists, but its "
                 f"date_joined ({joined or 'unknown'}) does not tell whether this call created "
-                f"it or it existed before (sent {sent_at}, allowing {RECONCILE_CLOCK_SKEW:g} s "
-                "of clock skew), so the rest of the chain was not applied to it. "
+                f"it or it existed before (first sent {sent_at:%Y-%m-%d %H:%M:%S %Z}, allowing "
+                f"{RECONCILE_CLOCK_SKEW:g} s of clock skew), so the rest of the chain was not "
+                "applied to it. "
                 "To find out: look at the lead in Kartra.",
                 call=call,
                 cause=error,
@@ -707,18 +740,11 @@ class AsyncKartra:
         failure: KartraError | None = None
         cause: TransportFailure | None = None
         try:
-            if _asyncio_timeout is not None and _on_asyncio():
-                loop = asyncio.get_running_loop()
-                when = loop.time() + self._deadline
-                async with _asyncio_timeout(None) as scope:
-                    # armed at the first wait: an exchange that never waits (an in-memory
-                    # transport) leaves no cancelled timer behind in the loop's heap
-                    answer = await _ArmOnWait(
-                        self._exchange(content, call), lambda: scope.reschedule(when)
-                    )
+            if _TASK_UNCANCEL and _on_asyncio():
+                answer = await _Deadline(self._exchange(content), self._deadline)
             else:
                 with anyio.fail_after(self._deadline):
-                    answer = await self._exchange(content, call)
+                    answer = await self._exchange(content)
         except TimeoutError:
             failure = KartraTimeoutError(
                 f"no complete answer within the {self._deadline:g} s deadline calling Kartra "
@@ -752,7 +778,7 @@ class AsyncKartra:
             )  # fmt: skip
         return answer
 
-    async def _exchange(self, content: bytes, call: Call) -> _Answer:
+    async def _exchange(self, content: bytes) -> _Answer:
         if self._owns_pool:
             # our own pool has no cookies, auth or default params to merge: build the
             # request directly (half of httpx's per-request cost is that merging)
@@ -767,6 +793,11 @@ class AsyncKartra:
                 timeout=self._request_timeout or httpx.USE_CLIENT_DEFAULT,
             )  # fmt: skip
         response = await self._http.send(request, stream=True)
+        if response.is_stream_consumed:  # built in memory (a mock transport): already read
+            body = response.content
+            if len(body) > self._max_answer_bytes:
+                raise self._too_big(response.status_code, body, f"{len(body):,} bytes")
+            return _Answer(response.status_code, response.headers, body)
         try:
             body = await self._read_body(response)
         except BaseException:
@@ -780,11 +811,6 @@ class AsyncKartra:
         decoded (a gzip bomb is stopped after that many bytes of output)."""
         limit = self._max_answer_bytes
         status = response.status_code
-        if response.is_stream_consumed:  # built in memory (a mock transport): already read
-            body = response.content
-            if len(body) > limit:
-                raise self._too_big(status, body, f"{len(body):,} bytes")
-            return body
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
             raise self._too_big(status, b"", f"Content-Length {declared[:20]}")
@@ -792,10 +818,21 @@ class AsyncKartra:
             decoder = _decoder(response.headers.get("content-encoding"))
         except ValueError as exc:
             raise KartraResponseError(f"Kartra's answer {exc}", status_code=status) from None
+        stream = response.aiter_raw()
+        try:
+            return await self._collect(stream, decoder, status)
+        except KartraResponseError:
+            await _abandon(response, stream)
+            raise
+
+    async def _collect(
+        self, stream: AsyncIterator[bytes], decoder: _Inflate | None, status: int
+    ) -> bytes:
+        limit = self._max_answer_bytes
         if decoder is None:
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_raw():
+            async for chunk in stream:
                 size += len(chunk)
                 if size > limit:
                     raise self._too_big(status, b"".join(chunks[:16]), f"over {limit:,} bytes")
@@ -804,7 +841,7 @@ class AsyncKartra:
         out = bytearray()
         wire = 0
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in stream:
                 wire += len(chunk)
                 if wire > limit:
                     raise self._too_big(
@@ -853,14 +890,29 @@ class AsyncKartra:
 
 _CLOSE_GRACE = 5.0  #: seconds an unread answer's connection gets to close
 
-_asyncio_timeout = getattr(asyncio, "timeout", None)  # 3.11+; anyio's scope costs more
-if sys.version_info < (3, 11):  # pragma: no cover
-    _asyncio_timeout = None
+
+async def _abandon(response: httpx.Response, stream: AsyncIterator[bytes]) -> None:
+    """Stop reading an answer: close its connection, then run the body's generators
+    (httpx's and httpcore's, nested) into the closed socket's error, so that each one
+    finishes instead of being collected half-way (which trio reports as a leak)."""
+    with anyio.move_on_after(_CLOSE_GRACE, shield=True):
+        await response.aclose()
+        with contextlib.suppress(Exception):
+            for _ in range(64):  # what h11 had buffered, then the error
+                await stream.__anext__()
 
 
-def _unencodable(payload: Any, path: str = "") -> str | None:
-    """The path of the first string in `payload` that UTF-8 cannot encode."""
+#: asyncio 3.11+ tells a cancellation of its own from others' (Task.uncancel); before
+#: that, and on trio, the deadline is anyio's (a cancel scope costs more on asyncio)
+_TASK_UNCANCEL = hasattr(asyncio.Task, "uncancel")
+
+
+def _unencodable(payload: Any, path: str = "", *, nul: bool = False) -> str | None:
+    """The path of the first string in `payload` that UTF-8 cannot encode (or, with
+    `nul`, that holds a NUL character)."""
     if isinstance(payload, str):
+        if nul:
+            return (path or "payload") if "\x00" in payload else None
         try:
             payload.encode()
         except UnicodeEncodeError:
@@ -874,23 +926,25 @@ def _unencodable(payload: Any, path: str = "") -> str | None:
     else:
         return None
     for key, value in items:
-        if isinstance(key, str) and _unencodable(key) is not None:
-            return f"{path}[{key!a}]" if path else ascii(key)
-        found = _unencodable(value, f"{path}[{key}]" if path else str(key))
+        where = f"{path}[{key}]" if path else str(key)
+        if isinstance(key, str) and _unencodable(key, nul=nul) is not None:
+            return ascii(where)
+        found = _unencodable(value, where, nul=nul)
         if found is not None:
             return found
     return None
 
 
 def _joined_since(joined: datetime | None, sent_at: datetime | None, now: datetime) -> bool | None:
-    """Whether a lead with this date_joined was created at or after `sent_at`: True,
-    False (it clearly predates the call) or None (cannot tell).
+    """Whether a lead with this date_joined was created by a call first sent at
+    `sent_at`: True, False (it clearly predates the call) or None (cannot tell).
 
     Kartra's clock may differ from ours by up to RECONCILE_CLOCK_SKEW and date_joined
-    may be cut to the minute, so the bound is `sent_at - skew`, floored to the minute.
-    A naive time of the repeated hour when US Eastern time falls back reads two ways:
+    may be cut to the minute, so the bound is `sent_at - skew`, floored to the minute;
+    "clearly predates" means more than RECONCILE_CLEARLY_BEFORE before that bound. A
+    naive time of the hour repeated when US Eastern time falls back reads two ways:
     both must agree. A date_joined past `now` (plus the same allowance) means the
-    clocks are further apart than allowed: cannot tell. With no `sent_at` the lead
+    clocks are further apart than allowed: cannot tell. With no `sent_at`, the lead
     is taken as the call's (nothing can prove otherwise)."""
     if sent_at is None:
         return True
@@ -900,7 +954,7 @@ def _joined_since(joined: datetime | None, sent_at: datetime | None, now: dateti
     bound = (sent_at - skew).astimezone(timezone.utc).replace(second=0, microsecond=0)
     early = joined.replace(fold=0).astimezone(timezone.utc)
     late = joined.replace(fold=1).astimezone(timezone.utc)
-    if late < bound:
+    if late < bound - timedelta(seconds=RECONCILE_CLEARLY_BEFORE):
         return False
     if early < bound or early > now + skew + timedelta(minutes=1):
         return None

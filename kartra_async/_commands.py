@@ -189,10 +189,9 @@ def _text(value: Any) -> str:
 
 def _short(value: Any, limit: int = MAX_NAME_CHARS) -> str:
     """A name: a string of at most `limit` characters."""
-    text = _text(value)
-    if len(text) > limit:
-        raise _Invalid(f"is {len(text):,} characters long; at most {limit:,}")
-    return text
+    if isinstance(value, str) and len(value) > limit:
+        raise _Invalid(f"is {len(value):,} characters long; at most {limit:,}")
+    return _text(value)
 
 
 def _name(value: Any) -> str:

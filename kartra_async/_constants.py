@@ -64,9 +64,13 @@ MAX_NAME_CHARS = 255
 MAX_TEXT_BYTES = 65_535
 MAX_EMAIL_CHARS = 254
 
-#: Reconciling an ambiguous create_lead: the most Kartra's clock may differ from ours.
-#: A lead whose date_joined (minute precision assumed, US Eastern) is before the first
-#: send minus this (and the minute) existed before the call.
+#: Reconciling an ambiguous create_lead by the lead's date_joined (US Eastern, taken as
+#: precise to the minute only): Kartra's clock may differ from ours by this much, so a
+#: lead that joined at or after (first send - skew), floored to the minute, counts as
+#: created by the call. One that joined more than RECONCILE_CLEARLY_BEFORE earlier
+#: still clearly predates the call (LeadExistsError); in between, nobody can tell
+#: (AmbiguousResultError), and the rest of the chain is not applied.
 RECONCILE_CLOCK_SKEW = 120.0
+RECONCILE_CLEARLY_BEFORE = 3600.0
 
 USER_AGENT = "kartra-async/0.1.0"

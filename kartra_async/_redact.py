@@ -20,6 +20,7 @@ from urllib.parse import quote, quote_plus
 __all__ = ["BLANK", "Redactor"]
 
 BLANK = "***"
+_PERCENT = re.compile(rb"%[0-9A-F]{2}")
 
 
 def _spellings(secret: str) -> set[str]:
@@ -52,10 +53,11 @@ class Redactor:
         self._text = (
             re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE) if ordered else None
         )
-        encoded = [s.encode("utf-8", "surrogatepass") for s in ordered]
-        self._bytes = (
-            re.compile(b"|".join(map(re.escape, encoded)), re.IGNORECASE) if ordered else None
-        )
+        # plain substring tests (memmem) are ~100x faster than an IGNORECASE regex: the
+        # case only varies in percent escapes, so both cases of those are listed
+        needles = {s.encode("utf-8", "surrogatepass") for s in ordered}
+        needles |= {_PERCENT.sub(lambda m: m.group().lower(), n) for n in needles}
+        self._needles = tuple(needles)
 
     def __repr__(self) -> str:
         return "<Redactor>"
@@ -69,9 +71,9 @@ class Redactor:
     def found_in(self, content: bytes) -> bool:
         """Whether `content` may hold a secret: a spelling, or a JSON `\\u` escape that
         could spell one in a way no fixed pattern sees."""
-        if self._bytes is None:
-            return False
-        return b"\\u" in content or self._bytes.search(content) is not None
+        if b"\\u" in content:
+            return bool(self._needles)
+        return any(map(content.__contains__, self._needles))
 
     def scrub(self, value: Any) -> Any:
         """A copy of a parsed JSON value with every string (keys included) redacted."""

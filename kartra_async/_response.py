@@ -9,6 +9,7 @@ and an answer that echoes a credential is redacted before anything keeps it.
 
 from __future__ import annotations
 
+import codecs
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from ._commands import Call, Command
 from ._constants import BODY_EXCERPT_CHARS, MAX_INT_DIGITS, MAX_JSON_DEPTH
 from ._convert import structure
 from ._redact import NO_SECRETS, Redactor
-from .errors import KartraAPIError, KartraResponseError, error_from_code
+from .errors import KartraAPIError, KartraError, KartraResponseError, error_from_code
 from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
 
@@ -44,7 +45,7 @@ class _TooBig(ValueError):
 
 
 def _bounded_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+    if len(digits) > MAX_INT_DIGITS and len(digits.lstrip("-")) > MAX_INT_DIGITS:
         raise _TooBig(f"an integer of {len(digits.lstrip('-')):,} digits")
     return int(digits)
 
@@ -66,8 +67,10 @@ def _too_deep(value: Any) -> bool:
 
 def parse_json(content: bytes) -> Any:
     """Parse a JSON body within the bounds (depth, integer size); ValueError says why."""
+    if content.startswith(codecs.BOM_UTF8):
+        content = content[3:]
     try:
-        text = content.decode("utf-8-sig")
+        text = content.decode()
     except UnicodeDecodeError:
         raise ValueError("is not valid JSON (not UTF-8)") from None
     try:
@@ -237,7 +240,8 @@ def read_response(
     "account_tags": [...]}`). A top-level `status: Error` raises the typed
     KartraAPIError; anything else unreadable (not JSON, too deep, an integer too long,
     the wrong shape) raises KartraResponseError. An answer that spells out one of
-    `secrets` is redacted before it is read, so no result, `.raw` or message keeps it.
+    `secrets` and fails is read again redacted, so no error, `.raw` or message keeps it
+    (a successful answer is not searched: Kartra does not echo credentials in those).
     """
     redactor = _redactor(secrets) if secrets else NO_SECRETS
 
@@ -255,16 +259,27 @@ def read_response(
         raise fail(f"Kartra's answer {exc}") from None
     if not isinstance(body, dict):
         raise fail(f"Kartra's answer is a JSON {type(body).__name__}, not an object")
-    if redactor.found_in(content):
-        body = redactor.scrub(body)
     try:
-        return _read(body, call, fail)
+        result = _read(body, call, fail)
+    except KartraError:
+        if not redactor.found_in(content):
+            raise
+        result = None
+    if result is None or (not result.ok and redactor.found_in(content)):
+        # an error built from an answer that echoes a secret: build it again, outside
+        # the except block (no __context__ keeps the first one), from a redacted copy
+        result = _read(redactor.scrub(body), call, fail)
+    return result
+
+
+def _read(body: dict[str, Any], call: Call, fail: Any) -> ChainResult:
+    try:
+        return _read_body(body, call, fail)
     except (ValueError, TypeError, LookupError, RecursionError, OverflowError) as exc:
         raise fail(f"Kartra's answer could not be read ({type(exc).__name__})") from None
 
 
-def _read(body: dict[str, Any], call: Call, fail: Any) -> ChainResult:
-
+def _read_body(body: dict[str, Any], call: Call, fail: Any) -> ChainResult:
     commands = call.commands
     status = body.get("status")
     raw_actions: list[Any] | None
