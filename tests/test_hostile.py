@@ -92,6 +92,7 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _Connection)
         self.routes: dict[str, Handler] = {}
         self.requests: list[bytes] = []
+        self.heads: list[dict[str, str]] = []
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hangs up mid-answer is the point of most tests
@@ -105,16 +106,16 @@ class _Connection(socketserver.StreamRequestHandler):
         if not line:
             return
         path = line.split()[1].decode()
-        length = 0
+        headers = {}
         while True:
             header = self.rfile.readline(65536)
             if header in (b"\r\n", b"\n", b""):
                 break
             name, _, value = header.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        body = self.rfile.read(length)
+            headers[name.strip().lower()] = value.strip()
+        body = self.rfile.read(int(headers.get("content-length", 0)))
         self.server.requests.append(body)
+        self.server.heads.append(headers)
         self.server.routes[path.strip("/")](self.request, body)
 
 
@@ -138,6 +139,10 @@ class Hostile:
     @property
     def requests(self) -> list[bytes]:
         return self._server.requests
+
+    @property
+    def heads(self) -> list[dict[str, str]]:
+        return self._server.heads
 
     def route(self, name: str, handler: Handler) -> str:
         self._server.routes[name] = handler
@@ -386,6 +391,44 @@ async def test_the_deadline_applies_per_attempt_and_read_only_calls_retry(
     assert type(error) is KartraTimeoutError
     assert len(hostile.requests) - before == 2
     assert 1.9 <= elapsed < 2 + 10
+
+
+async def test_a_cancellation_from_outside_is_not_a_timeout(hostile: Hostile) -> None:
+    """The deadline tells its own expiry from the caller's cancel scope or timeout."""
+
+    def send(sock: socket.socket, request: bytes) -> None:
+        drip(head(content_length=len(TAGS)) + TAGS, 0.5)(sock)
+
+    url = hostile.route("drip-cancel", send)
+    async with client(url, deadline=30) as kartra:
+        started = time.monotonic()
+        with anyio.move_on_after(1) as scope:
+            await kartra.account.tags()
+        assert scope.cancelled_caught  # no TimeoutError, no KartraTimeoutError
+        assert time.monotonic() - started < 1 + 10
+        # and the next call meets its own deadline as usual
+        with pytest.raises(KartraTimeoutError, match="2 s deadline"):
+            await kartra.with_options(deadline=2).account.tags()
+
+
+async def test_a_borrowed_http_client_gets_the_same_bounds(hostile: Hostile) -> None:
+    url = hostile.route("big-borrowed", endless(100 * MiB, declared=False))
+    async with httpx.AsyncClient() as http:
+        async with client(url, http_client=http, max_answer_bytes=MiB) as kartra:
+            error, _, peak = await measured(kartra.account.tags)
+        assert not http.is_closed
+    assert type(error) is KartraResponseError
+    assert "over 1,048,576 bytes" in error.reason
+    assert peak < 8 * MiB
+    # offered only what the reader can decode with bounded memory
+    assert hostile.heads[-1]["accept-encoding"] == "gzip, deflate"
+
+
+async def test_our_own_pool_asks_for_no_encoding(hostile: Hostile) -> None:
+    url = hostile.route("plain", answer(TAGS))
+    async with client(url) as kartra:
+        assert await kartra.account.tags() == ["VIP"]
+    assert "accept-encoding" not in hostile.heads[-1]
 
 
 async def test_deadline_and_size_via_with_options(hostile: Hostile) -> None:
