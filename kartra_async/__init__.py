@@ -1,5 +1,7 @@
 """kartra_async: the async Python SDK for Kartra's API."""
 
+import logging as _logging
+
 from ._bulk import FanOut, ItemState, Journal, JournalEntry, Outcome, Reconciler, Summary
 from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
 from ._client import AsyncKartra
@@ -48,6 +50,9 @@ from .errors import (
 )
 from .limits import Limiter
 from .models import ActionResult, ChainResult
+
+# silent unless the application configures logging (no "last resort" output to stderr)
+_logging.getLogger("kartra_async").addHandler(_logging.NullHandler())
 
 __all__ = [
     "COMMANDS",

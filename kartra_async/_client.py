@@ -3,19 +3,34 @@ the command table (commands.py) and the builders (chain.py) carry the API's know
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import copy
 import ipaddress
 import logging
+import math
 import os
 import time
 import warnings
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+import zlib
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
+import anyio
 import attrs
 import httpx
 
@@ -24,25 +39,36 @@ from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
 from ._commands import COMMANDS, Call, Safety, unknown_command
 from ._constants import (
     DEFAULT_BASE_URL,
+    DEFAULT_DEADLINE,
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
+    MAX_ANSWER_BYTES,
+    MAX_FORM_VARS,
     RATE_LIMIT_PAUSE,
     RATE_LIMIT_PAUSE_MAX,
     RATE_LIMIT_RESENDS,
+    RECONCILE_CLEARLY_BEFORE,
+    RECONCILE_CLOCK_SKEW,
+    SERVER_RETRY_AFTER_MAX,
     USER_AGENT,
 )
 from ._form import encode_form
-from ._response import excerpt, read_response
+from ._response import excerpt, read_response, retry_after
 from ._retry import Decision, RetryEvent, RetryPolicy, ambiguous_error, decide
+from ._scrub import Redactor
 from .errors import (
+    ERROR_CODES,
+    AmbiguousResultError,
     KartraConnectionError,
     KartraError,
     KartraResponseError,
     KartraServerError,
     KartraTimeoutError,
     KartraValidationError,
+    LeadExistsError,
     LeadNotFoundError,
     RateLimitError,
+    TransportFailure,
     error_from_code,
 )
 from .limits import Grant, Priority, RateLimiter, shared_limiter
@@ -52,6 +78,7 @@ from .models.results import ActionResult, ChainResult
 __all__ = ["AsyncKartra"]
 
 T = TypeVar("T")
+_T = TypeVar("_T")
 
 logger = logging.getLogger("kartra_async")
 
@@ -60,6 +87,9 @@ _HEADERS = {
     "Accept": "application/json",
     "User-Agent": USER_AGENT,
 }
+#: a borrowed httpx client would offer br and zstd too if installed: offer only what the
+#: body reader decodes with bounded memory (our own pool sends no Accept-Encoding)
+_BORROWED_HEADERS = {**_HEADERS, "Accept-Encoding": "gzip, deflate"}
 _ENV = {
     "app_id": "KARTRA_APP_ID",
     "api_key": "KARTRA_API_KEY",
@@ -102,6 +132,175 @@ def _mask(value: str) -> str:
     return f"{value[:3]}***" if len(value) > 6 else "***"
 
 
+def _seconds(field: str, value: Any, *, finite: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise KartraValidationError(field, f"must be a number of seconds (got {value!r})")
+    if not value > 0 or (finite and not math.isfinite(value)):
+        kind = "a positive, finite" if finite else "a positive"
+        raise KartraValidationError(field, f"must be {kind} number of seconds (got {value!r})")
+    return float(value)
+
+
+def _check_timeout(value: Any) -> httpx.Timeout | float | None:
+    """httpx's per-operation timeouts: seconds, an httpx.Timeout or None (no limit); a
+    negative, zero or NaN value is refused (httpx would take it silently)."""
+    if value is None:
+        return None
+    if isinstance(value, httpx.Timeout):
+        for name, seconds in value.as_dict().items():
+            if seconds is not None:
+                _seconds(f"timeout.{name}", seconds)
+        return value
+    return _seconds("timeout", value)
+
+
+def _count(field: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise KartraValidationError(field, f"must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+class _Answer:
+    """An HTTP answer read within the bounds: status, headers and the decoded body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: httpx.Headers, content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+
+class _Deadline(Generic[_T]):
+    """Await a coroutine on asyncio within `seconds`, else raise TimeoutError.
+
+    What `asyncio.timeout` does, but the timer is armed only when the coroutine first
+    has to wait: an exchange that never waits (an in-memory transport) costs no timer
+    and leaves no cancelled one in the loop's heap. Cancellation from elsewhere passes
+    through untouched (Task.cancelling/uncancel tell ours apart, as asyncio.timeout does).
+    """
+
+    __slots__ = ("_coro", "_when")
+
+    def __init__(self, coro: Coroutine[Any, Any, _T], seconds: float) -> None:
+        self._coro = coro
+        self._when = asyncio.get_running_loop().time() + seconds
+
+    def __await__(self) -> Generator[Any, Any, _T]:
+        coro = self._coro
+        try:
+            signal = coro.send(None)
+        except StopIteration as stop:
+            return cast(_T, stop.value)
+        task: Any = asyncio.current_task()  # Task.cancelling/uncancel: 3.11+ (_TASK_UNCANCEL)
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_at(self._when, expire)
+        try:
+            while True:
+                try:
+                    value = yield signal
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:
+                    try:
+                        signal = coro.throw(exc)
+                    except StopIteration as stop:
+                        return cast(_T, stop.value)
+                else:
+                    try:
+                        signal = coro.send(value)
+                    except StopIteration as stop:
+                        return cast(_T, stop.value)
+        except asyncio.CancelledError:
+            if expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _Inflate:
+    """A gzip or deflate decoder whose output never exceeds what it is given room for."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        wbits = zlib.MAX_WBITS | 16 if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._zlib = zlib.decompressobj(wbits)
+        self._started = False
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """At most `room` (>= 1) bytes of output; more is left unread (the caller's
+        limit is then passed)."""
+        try:
+            out = self._zlib.decompress(data, room)
+        except zlib.error:
+            if self._started or self.encoding != "deflate":
+                raise
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
+            out = self._zlib.decompress(data, room)
+        self._started = True
+        if self._zlib.unconsumed_tail:
+            return out + b"\0"  # one byte past the room: the answer is too big
+        return out
+
+    def flush(self) -> bytes:
+        return self._zlib.flush()
+
+
+def _decoder(value: str | None) -> _Inflate | None:
+    codings = [c.strip().lower() for c in (value or "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return _Inflate(codings[0])
+    raise ValueError(f"has Content-Encoding {value!r}; only gzip or deflate were asked for")
+
+
+def _detail(exc: BaseException, redactor: Redactor) -> str:
+    """The exception's message and, if it says more, its root cause's."""
+    messages: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).strip()
+        if text:
+            messages.append(text)
+        # httpx chains httpcore's error as the cause, httpcore the OS error as the
+        # context; anyio and trio put the refused attempts in an exception group
+        group = getattr(current, "exceptions", None)
+        if isinstance(group, tuple) and group and isinstance(group[0], BaseException):
+            current = group[0]
+        else:
+            current = current.__cause__ or current.__context__
+    if not messages:
+        return "no detail"
+    first, root = messages[0], messages[-1]
+    text = first if root in first else f"{first} ({root})"
+    return redactor.text(text)[:500]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class AsyncKartra:
     """Async client for Kartra's inbound API.
 
@@ -129,6 +328,9 @@ class AsyncKartra:
         limiter: RateLimiter | None = SHARED,
         rate_limit_resends: int = RATE_LIMIT_RESENDS,
         retry: RetryPolicy | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_form_vars: int = MAX_FORM_VARS,
     ) -> None:
         for field, value in (
             ("app_id", app_id),
@@ -137,19 +339,30 @@ class AsyncKartra:
         ):
             if not isinstance(value, str) or not value.strip():
                 raise KartraValidationError(field, "must be a non-empty string")
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise KartraValidationError(field, "is not encodable as UTF-8") from None
         self._url = _check_base_url(base_url)
+        timeout = _check_timeout(timeout)
         self.app_id = app_id
         self._secrets = (api_key, api_password)
+        self._redact = Redactor(self._secrets)
         # the credentials' share of every body, encoded once
         self._form_prefix = encode_form(
             {"app_id": app_id, "api_key": api_key, "api_password": api_password}
         )
+        self._prefix_vars = self._form_prefix.count("&") + 1
+        self._deadline = _seconds("deadline", deadline, finite=True)
+        self._max_answer_bytes = _count("max_answer_bytes", max_answer_bytes, 1)
+        self._max_form_vars = _count("max_form_vars", max_form_vars, self._prefix_vars + 1)
+        self._clock: Callable[[], datetime] = _utc_now  #: wall clock (reconcile)
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
         self._owns_http = http_client is None
         self._owns_pool = http_client is None  #: stays True in with_options views
         # our own pool carries the headers; a borrowed one gets them on each request
-        self._headers: dict[str, str] | None = None if http_client is None else _HEADERS
+        self._headers: dict[str, str] | None = None if http_client is None else _BORROWED_HEADERS
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout, limits=limits, transport=transport, headers=_HEADERS
         )
@@ -185,6 +398,21 @@ class AsyncKartra:
     def base_url(self) -> str:
         return str(self._url)
 
+    @property
+    def deadline(self) -> float:
+        """Seconds one HTTP exchange may take in all (connect, send, headers, body)."""
+        return self._deadline
+
+    @property
+    def max_answer_bytes(self) -> int:
+        """The longest answer read, on the wire and decoded."""
+        return self._max_answer_bytes
+
+    @property
+    def max_form_vars(self) -> int:
+        """The most form variables one request may carry (PHP's max_input_vars)."""
+        return self._max_form_vars
+
     def __repr__(self) -> str:
         return f"<AsyncKartra app_id={_mask(self.app_id)!r} base_url={self.base_url!r}>"
 
@@ -194,10 +422,22 @@ class AsyncKartra:
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | float | None = None,
         limiter: RateLimiter | None = SHARED,
+        deadline: float | None = None,
+        max_answer_bytes: int | None = None,
+        max_form_vars: int | None = None,
     ) -> AsyncKartra:
         """A view of this client with other settings for the calls made through it
         (same pool, credentials and, unless given, limiter), e.g.
-        `await kartra.with_options(retry=RetryPolicy(max_attempts=5), timeout=60).account.tags()`."""
+        `await kartra.with_options(retry=RetryPolicy(max_attempts=5), timeout=60).account.tags()`.
+        None leaves a setting as it is."""
+        if timeout is not None:
+            timeout = _check_timeout(timeout)
+        if deadline is not None:
+            deadline = _seconds("deadline", deadline, finite=True)
+        if max_answer_bytes is not None:
+            max_answer_bytes = _count("max_answer_bytes", max_answer_bytes, 1)
+        if max_form_vars is not None:
+            max_form_vars = _count("max_form_vars", max_form_vars, self._prefix_vars + 1)
         view = copy.copy(self)
         for name in ("account", "transactions", "subscriptions"):
             view.__dict__.pop(name, None)  # cached views bound to the original
@@ -210,6 +450,12 @@ class AsyncKartra:
             )
         if limiter is not SHARED:
             view.limiter = limiter
+        if deadline is not None:
+            view._deadline = deadline
+        if max_answer_bytes is not None:
+            view._max_answer_bytes = max_answer_bytes
+        if max_form_vars is not None:
+            view._max_form_vars = max_form_vars
         return view
 
     def __del__(self) -> None:
@@ -322,7 +568,9 @@ class AsyncKartra:
             raise RuntimeError("this AsyncKartra is closed")
         policy = retry or self.retry
         on_send = on_send or _ON_SEND.get()
-        content = f"{self._form_prefix}&{encode_form(call.payload)}".encode()
+        content = self._encode(call)
+        reconcile = policy.reconcile_create and call.cmds[:1] == ("create_lead",)
+        sent_at = self._clock() if reconcile else None
         attempt = 1
         while True:
             try:
@@ -332,12 +580,14 @@ class AsyncKartra:
                 if decision == Decision.RAISE:
                     raise
                 if decision == Decision.AMBIGUOUS:
-                    if policy.reconcile_create and call.cmds[0] == "create_lead":
-                        return await self._reconcile(call, error, priority, policy)
+                    if reconcile:
+                        return await self._reconcile(call, error, priority, policy, sent_at)
                     raise ambiguous_error(call, error) from error
                 if attempt >= policy.max_attempts:
                     raise
                 delay = policy.delay(attempt)
+                if isinstance(error, KartraServerError) and error.retry_after is not None:
+                    delay = max(delay, min(error.retry_after, SERVER_RETRY_AFTER_MAX))
                 attempt += 1
                 logger.info(
                     "%s failed (%s); attempt %d in %.2fs",
@@ -349,6 +599,30 @@ class AsyncKartra:
                 if policy.on_retry is not None:
                     policy.on_retry(RetryEvent(attempt, delay, error, call.cmds))
                 await policy.sleep(delay)
+
+    def _encode(self, call: Call) -> bytes:
+        """The request body: credentials, then the call, PHP-encoded, within max_form_vars."""
+        try:
+            form = encode_form(call.payload)
+            content = f"{self._form_prefix}&{form}".encode()
+        except UnicodeEncodeError:
+            where = _unencodable(call.payload) or "payload"
+            rule = "holds text that cannot be encoded as UTF-8 (a lone surrogate)"
+            raise KartraValidationError(where, rule) from None
+        if "%00" in form:  # only a NUL encodes so ("%" itself becomes %25)
+            where = _unencodable(call.payload, nul=True) or "payload"
+            raise KartraValidationError(where, "contains a NUL character")
+        count = self._prefix_vars + form.count("&") + 1
+        if count > self._max_form_vars:
+            raise KartraValidationError(
+                "payload",
+                f"the request would carry {count:,} form variables, more than max_form_vars="
+                f"{self._max_form_vars:,} (PHP's default max_input_vars is 1,000 and PHP drops "
+                "the variables past it without an error, so the last actions would be lost): "
+                "split the chain, or raise AsyncKartra(max_form_vars=...) if Kartra allows more",
+                cmd=",".join(call.cmds),
+            )
+        return content
 
     async def _send_once(
         self,
@@ -392,13 +666,19 @@ class AsyncKartra:
         *,
         priority: Priority = "interactive",
         on_send: Callable[[], None] | None = None,
+        sent_at: datetime | None = None,
     ) -> ChainResult:
         """Finish a chain that starts with create_lead and may or may not have been applied
         (see `_reconcile`); used by fan_out to resume items in flight at a crash.
-        `on_send` is called before each request it makes (lookups included)."""
+        `on_send` is called before each request it makes (lookups included).
+
+        `sent_at` (aware) is when the call was first sent: a lead found that joined
+        before it (allowing RECONCILE_CLOCK_SKEW and date_joined's minute precision)
+        was not made by the call. None means unknown: the lead found is taken as made
+        by the call, as nothing can prove otherwise."""
         token = _ON_SEND.set(on_send)
         try:
-            return await self._reconcile(call, None, priority, self.retry)
+            return await self._reconcile(call, None, priority, self.retry, sent_at)
         finally:
             _ON_SEND.reset(token)
 
@@ -443,23 +723,63 @@ class AsyncKartra:
         )
 
     async def _reconcile(
-        self, call: Call, error: KartraError | None, priority: Priority, policy: RetryPolicy
+        self,
+        call: Call,
+        error: KartraError | None,
+        priority: Priority,
+        policy: RetryPolicy,
+        sent_at: datetime | None,
     ) -> ChainResult:
-        """An ambiguous chain that starts with create_lead: search the lead. Not found:
-        nothing was applied (every other action needs the lead), so send it all again.
-        Found: create_lead was applied; send the rest if every remaining cmd is safe."""
+        """An ambiguous chain that starts with create_lead: look the lead up (get_lead).
+
+        Not found: nothing was applied (every other action needs the lead), so the chain
+        is sent again. Found: create_lead counts as applied only if the lead joined at or
+        after the send (`_joined_since`); a lead that clearly predates the call raises
+        the LeadExistsError the call would have met, and one that cannot be told apart
+        raises AmbiguousResultError: the rest of the chain is never applied to a lead
+        that may have existed before. Then the rest is sent if every remaining cmd is
+        safe to repeat."""
         policy = attrs.evolve(policy, reconcile_create=False)
         email = call.payload["lead"].get("email")
-        search = Call(
-            {"lead": {"email": email}, "actions": [{"cmd": "search_lead"}]},
-            (COMMANDS["search_lead"],),
-        )
+        get_lead = COMMANDS["get_lead"]
+        lookup = Call({"get_lead": get_lead.build({"email": email})}, (get_lead,))
         try:
-            found = await self.send(search, priority=priority, retry=policy)
+            found = await self.send(lookup, priority=priority, retry=policy)
         except LeadNotFoundError:
             logger.info("create_lead for %s was not applied: sending the chain again", email)
             return await self.send(call, priority=priority, retry=policy)
+        except KartraError as exc:
+            raise ambiguous_error(
+                call,
+                KartraError(
+                    f"{error or 'the call was interrupted'}; looking the lead up failed: {exc}"
+                ),
+            ) from error
+        lead = found.actions[0].data
         lead_id = found.lead_id
+        joined = getattr(lead, "date_joined", None)
+        verdict = _joined_since(joined, sent_at, self._clock())
+        if verdict is False:
+            exists = LeadExistsError(
+                ERROR_CODES[244].message, code=244, cmd="create_lead", action_index=0
+            )
+            logger.info(
+                "create_lead for %s was not applied: lead %s joined %s, before the call",
+                email, lead_id, joined,
+            )  # fmt: skip
+            raise exists from error
+        if verdict is None:
+            raise AmbiguousResultError(
+                f"create_lead for lead {email} may or may not have been applied: "
+                f"{error or 'the call was interrupted'}. Lead {lead_id} exists, but its "
+                f"date_joined ({joined or 'unknown'}) does not tell whether this call created "
+                f"it or it existed before (first sent {sent_at:%Y-%m-%d %H:%M:%S %Z}, allowing "
+                f"{RECONCILE_CLOCK_SKEW:g} s of clock skew), so the rest of the chain was not "
+                "applied to it. "
+                "To find out: look at the lead in Kartra.",
+                call=call,
+                cause=error,
+            ) from error
         rest, actions = call.commands[1:], list(call.payload["actions"][1:])
         if any(c.safety is Safety.UNSAFE for c in rest):
             cause = error or KartraError(
@@ -484,80 +804,247 @@ class AsyncKartra:
             raw=remaining.raw,
         )
 
-    async def _post(self, content: bytes, call: Call, grant: Grant | None) -> httpx.Response:
-        """POST the call. With a limiter grant, the transport's trace tells the limiter the
-        moment the request leaves (after the pool found or opened a connection), and the
-        outcome is reported when the exchange is over."""
+    async def _post(self, content: bytes, call: Call, grant: Grant | None = None) -> _Answer:
+        """One HTTP exchange within the deadline and the answer size cap. An httpx error
+        becomes a KartraConnectionError whose cause is a TransportFailure (type, message,
+        URL): httpx's own exception holds the request, credentials and all. With a limiter
+        grant, the transport's trace tells the limiter the moment the request leaves (after
+        the pool found or opened a connection), and the outcome is reported at the end."""
         started = time.perf_counter()
+        failure: KartraError | None = None
+        cause: TransportFailure | None = None
+        sent = True
         extensions: dict[str, Any] = {} if grant is None else {"trace": _tracer(grant)}
         try:
-            if self._owns_pool:
-                # our own pool has no cookies, auth or default params to merge: build the
-                # request directly (half of httpx's per-request cost is that merging)
-                timeout = self._request_timeout or self._http.timeout
-                extensions["timeout"] = timeout.as_dict()
-                request = httpx.Request(
-                    "POST", self._url, content=content, headers=_HEADERS, extensions=extensions
-                )
-                response = await self._http.send(request)
+            if _TASK_UNCANCEL and _on_asyncio():
+                answer = await _Deadline(self._exchange(content, extensions), self._deadline)
             else:
-                response = await self._http.post(
-                    self._url,
-                    content=content,
-                    headers=self._headers,
-                    timeout=self._request_timeout or httpx.USE_CLIENT_DEFAULT,
-                    extensions=extensions,
-                )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # the connection never opened: Kartra never saw the call
-            if grant is not None:
-                grant.finish(None, sent=False)
-            cls = (
-                KartraConnectionError if isinstance(exc, httpx.ConnectError) else KartraTimeoutError
+                with anyio.fail_after(self._deadline):
+                    answer = await self._exchange(content, extensions)
+        except TimeoutError:
+            failure = KartraTimeoutError(
+                f"no complete answer within the {self._deadline:g} s deadline calling Kartra "
+                f"({', '.join(call.cmds)}): connecting, sending and reading the answer took "
+                "longer (httpx's timeouts are per read; the deadline bounds the whole exchange)"
             )
-            raise cls(
-                f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})", request_sent=False
-            ) from exc
-        except httpx.TimeoutException as exc:
-            if grant is not None:
-                grant.finish(None)
-            raise KartraTimeoutError(
-                f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})"
-            ) from exc
-        except httpx.TransportError as exc:
-            if grant is not None:
-                grant.finish(None)
-            raise KartraConnectionError(
-                f"{type(exc).__name__} calling Kartra ({', '.join(call.cmds)})"
-            ) from exc
+        except httpx.RequestError as exc:
+            name = type(exc).__name__
+            detail = _detail(exc, self._redact)
+            message = f"{name} calling Kartra ({', '.join(call.cmds)}): {detail}"
+            if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+                # the connection never opened: Kartra never saw the call
+                cls = (
+                    KartraConnectionError
+                    if isinstance(exc, httpx.ConnectError)
+                    else KartraTimeoutError
+                )
+                failure = cls(message, request_sent=False)
+                sent = False
+            elif isinstance(exc, httpx.TimeoutException):
+                failure = KartraTimeoutError(message)
+            else:
+                failure = KartraConnectionError(message)
+            cause = TransportFailure(f"httpx.{name}", detail, str(self._url))
         except BaseException:
             if grant is not None:
-                grant.finish(None)  # cancelled mid-request: it may have left, count it
+                grant.finish(None)  # cancelled or refused mid-exchange: it may have left
             raise
+        if failure is not None:
+            if grant is not None:
+                grant.finish(None, sent=sent)
+            # raised outside the except blocks: no __context__ leads back to httpx's request
+            raise failure from cause
         if grant is not None:
-            grant.finish(response.status_code)
+            grant.finish(answer.status_code)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "POST %s cmds=%s -> HTTP %d in %.3fs",
-                self._url, ",".join(call.cmds), response.status_code, time.perf_counter() - started,
+                self._url, ",".join(call.cmds), answer.status_code, time.perf_counter() - started,
             )  # fmt: skip
-        return response
+        return answer
 
-    def _read(self, response: httpx.Response, call: Call) -> ChainResult:
+    async def _exchange(self, content: bytes, extensions: dict[str, Any]) -> _Answer:
+        if self._owns_pool:
+            # our own pool has no cookies, auth or default params to merge: build the
+            # request directly (half of httpx's per-request cost is that merging)
+            timeout = self._request_timeout or self._http.timeout
+            request = httpx.Request(
+                "POST", self._url, content=content, headers=_HEADERS,
+                extensions={**extensions, "timeout": timeout.as_dict()},
+            )  # fmt: skip
+        else:
+            request = self._http.build_request(
+                "POST", self._url, content=content, headers=self._headers,
+                timeout=self._request_timeout or httpx.USE_CLIENT_DEFAULT,
+                extensions=extensions,
+            )  # fmt: skip
+        response = await self._http.send(request, stream=True)
+        if response.is_stream_consumed:  # built in memory (a mock transport): already read
+            body = response.content
+            if len(body) > self._max_answer_bytes:
+                raise self._too_big(response.status_code, body, f"{len(body):,} bytes")
+            return _Answer(response.status_code, response.headers, body)
+        try:
+            body = await self._read_body(response)
+        except BaseException:
+            with anyio.move_on_after(_CLOSE_GRACE, shield=True):
+                await response.aclose()
+            raise
+        return _Answer(response.status_code, response.headers, body)
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The body, decoded, refused as soon as it passes max_answer_bytes on the wire or
+        decoded (a gzip bomb is stopped after that many bytes of output)."""
+        limit = self._max_answer_bytes
+        status = response.status_code
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+            raise self._too_big(status, b"", f"Content-Length {declared[:20]}")
+        try:
+            decoder = _decoder(response.headers.get("content-encoding"))
+        except ValueError as exc:
+            raise KartraResponseError(f"Kartra's answer {exc}", status_code=status) from None
+        stream = response.aiter_raw()
+        try:
+            return await self._collect(stream, decoder, status)
+        except KartraResponseError:
+            await _abandon(response, stream)
+            raise
+
+    async def _collect(
+        self, stream: AsyncIterator[bytes], decoder: _Inflate | None, status: int
+    ) -> bytes:
+        limit = self._max_answer_bytes
+        if decoder is None:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in stream:
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_big(status, b"".join(chunks[:16]), f"over {limit:,} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        out = bytearray()
+        wire = 0
+        try:
+            async for chunk in stream:
+                wire += len(chunk)
+                if wire > limit:
+                    raise self._too_big(
+                        status, out, f"over {limit:,} bytes {decoder.encoding}-encoded"
+                    )
+                out += decoder.decode(chunk, limit + 1 - len(out))
+                if len(out) > limit:
+                    raise self._too_big(status, out, f"over {limit:,} bytes decoded")
+            out += decoder.flush()
+        except zlib.error:
+            raise KartraResponseError(
+                f"Kartra's answer is not valid {decoder.encoding} data",
+                status_code=status,
+                excerpt=excerpt(bytes(out), self._redact),
+            ) from None
+        if len(out) > limit:
+            raise self._too_big(status, out, f"over {limit:,} bytes decoded")
+        return bytes(out)
+
+    def _too_big(self, status: int, start: bytes | bytearray, size: str) -> KartraResponseError:
+        return KartraResponseError(
+            f"Kartra's answer is too big ({size}; max_answer_bytes={self._max_answer_bytes:,})",
+            status_code=status,
+            excerpt=excerpt(bytes(start[:4096]), self._redact),
+        )
+
+    def _read(self, response: _Answer, call: Call) -> ChainResult:
         status, body = response.status_code, response.content
         if status >= 500:
             raise KartraServerError(
                 "Kartra answered a server error",
                 status_code=status,
-                excerpt=excerpt(body, self._secrets),
+                excerpt=excerpt(body, self._redact),
+                retry_after=retry_after(response.headers.get("retry-after"))
+                if status == 503
+                else None,
             )
         if status >= 400 and not body.lstrip().startswith(b"{"):
             raise KartraResponseError(
                 "Kartra refused the request",
                 status_code=status,
-                excerpt=excerpt(body, self._secrets),
+                excerpt=excerpt(body, self._redact),
             )
-        return read_response(status, body, call, secrets=self._secrets)
+        return read_response(status, body, call, secrets=self._redact)
+
+
+_CLOSE_GRACE = 5.0  #: seconds an unread answer's connection gets to close
+
+
+async def _abandon(response: httpx.Response, stream: AsyncIterator[bytes]) -> None:
+    """Stop reading an answer: close its connection, then run the body's generators
+    (httpx's and httpcore's, nested) into the closed socket's error, so that each one
+    finishes instead of being collected half-way (which trio reports as a leak)."""
+    with anyio.move_on_after(_CLOSE_GRACE, shield=True):
+        await response.aclose()
+        with contextlib.suppress(Exception):
+            for _ in range(64):  # what h11 had buffered, then the error
+                await stream.__anext__()
+
+
+#: asyncio 3.11+ tells a cancellation of its own from others' (Task.uncancel); before
+#: that, and on trio, the deadline is anyio's (a cancel scope costs more on asyncio)
+_TASK_UNCANCEL = hasattr(asyncio.Task, "uncancel")
+
+
+def _unencodable(payload: Any, path: str = "", *, nul: bool = False) -> str | None:
+    """The path of the first string in `payload` that UTF-8 cannot encode (or, with
+    `nul`, that holds a NUL character)."""
+    if isinstance(payload, str):
+        if nul:
+            return (path or "payload") if "\x00" in payload else None
+        try:
+            payload.encode()
+        except UnicodeEncodeError:
+            return path or "payload"
+        return None
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(payload, Mapping):
+        items = payload.items()
+    elif isinstance(payload, (list, tuple)):
+        items = enumerate(payload)
+    else:
+        return None
+    for key, value in items:
+        where = f"{path}[{key}]" if path else str(key)
+        if isinstance(key, str) and _unencodable(key, nul=nul) is not None:
+            return ascii(where)
+        found = _unencodable(value, where, nul=nul)
+        if found is not None:
+            return found
+    return None
+
+
+def _joined_since(joined: datetime | None, sent_at: datetime | None, now: datetime) -> bool | None:
+    """Whether a lead with this date_joined was created by a call first sent at
+    `sent_at`: True, False (it clearly predates the call) or None (cannot tell).
+
+    Kartra's clock may differ from ours by up to RECONCILE_CLOCK_SKEW and date_joined
+    may be cut to the minute, so the bound is `sent_at - skew`, floored to the minute;
+    "clearly predates" means more than RECONCILE_CLEARLY_BEFORE before that bound. A
+    naive time of the hour repeated when US Eastern time falls back reads two ways:
+    both must agree. A date_joined past `now` (plus the same allowance) means the
+    clocks are further apart than allowed: cannot tell. With no `sent_at`, the lead
+    is taken as the call's (nothing can prove otherwise)."""
+    if sent_at is None:
+        return True
+    if joined is None or joined.tzinfo is None:
+        return None
+    skew = timedelta(seconds=RECONCILE_CLOCK_SKEW)
+    bound = (sent_at - skew).astimezone(timezone.utc).replace(second=0, microsecond=0)
+    early = joined.replace(fold=0).astimezone(timezone.utc)
+    late = joined.replace(fold=1).astimezone(timezone.utc)
+    if late < bound - timedelta(seconds=RECONCILE_CLEARLY_BEFORE):
+        return False
+    if early < bound or early > now + skew + timedelta(minutes=1):
+        return None
+    return True
 
 
 def _shifted(action: ActionResult, by: int) -> ActionResult:

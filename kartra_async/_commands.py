@@ -21,7 +21,13 @@ from typing import Any
 
 import attrs
 
-from ._constants import KARTRA_TZ
+from ._constants import (
+    KARTRA_TZ,
+    MAX_EMAIL_CHARS,
+    MAX_INT_DIGITS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_BYTES,
+)
 from .errors import KartraValidationError
 from .models.account import CustomField
 from .models.lead import Lead, LeadRef
@@ -155,37 +161,77 @@ class Command:
 # --------------------------------------------------------------------------- checks
 
 
+def _show(value: Any) -> str:
+    """The user's value for a message: its repr, cut short."""
+    text = repr(value[:80] if isinstance(value, str) else value)
+    if len(text) > 100 or (isinstance(value, str) and len(value) > 80):
+        return text[:100] + "..."
+    return text
+
+
 def _text(value: Any) -> str:
+    """Any string sent: no NUL, encodable as UTF-8, at most MAX_TEXT_BYTES."""
     if not isinstance(value, str):
         raise _Invalid(f"must be a string (got {type(value).__name__})")
+    if "\x00" in value:
+        raise _Invalid(f"contains a NUL character at position {value.index(chr(0))}")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError as exc:
+        raise _Invalid(
+            f"contains text that cannot be encoded as UTF-8 (a lone surrogate at position "
+            f"{exc.start})"
+        ) from None
+    if size > MAX_TEXT_BYTES:
+        raise _Invalid(f"is {size:,} bytes long in UTF-8; at most {MAX_TEXT_BYTES:,}")
     return value
 
 
+def _short(value: Any, limit: int = MAX_NAME_CHARS) -> str:
+    """A name: a string of at most `limit` characters."""
+    if isinstance(value, str) and len(value) > limit:
+        raise _Invalid(f"is {len(value):,} characters long; at most {limit:,}")
+    return _text(value)
+
+
 def _name(value: Any) -> str:
-    text = _text(value)
+    text = _short(value)
     if not text.strip():
         raise _Invalid("cannot be empty")
     return text
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_EMAIL = re.compile(r"\A[^@]+@[^@]+\Z")  # \Z, not $: "a@b.co\n" must not pass
+_NOT_IN_EMAIL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")  # whitespace, C0, DEL, C1
 
 
 def _email(value: Any) -> str:
-    text = _text(value)
+    text = _short(value, MAX_EMAIL_CHARS)
+    bad = _NOT_IN_EMAIL.search(text)
+    if bad:
+        raise _Invalid(
+            f"must be an email address without spaces or control characters "
+            f"(got {bad.group()!r} at position {bad.start()})"
+        )
     if not _EMAIL.match(text):
-        raise _Invalid(f"must be an email address like name@example.com (got {text!r})")
+        raise _Invalid(f"must be an email address like name@example.com (got {_show(text)})")
     return text
+
+
+_INTEGER = re.compile(rf"[+-]?[0-9]{{1,{MAX_INT_DIGITS}}}")
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 def _integer(*, minimum: int | None = None, maximum: int | None = None) -> Check:
     def check(value: Any) -> int:
         if isinstance(value, bool):
             raise _Invalid("must be an integer (got a bool)")
-        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
             value = int(value)
         if not isinstance(value, int):
-            raise _Invalid(f"must be an integer (got {value!r})")
+            raise _Invalid(f"must be an integer (got {_show(value)})")
+        if not -_INT_LIMIT < value < _INT_LIMIT:
+            raise _Invalid(f"must have at most {MAX_INT_DIGITS} digits")
         if minimum is not None and value < minimum:
             raise _Invalid(f"must be >= {minimum} (got {value})")
         if maximum is not None and value > maximum:
@@ -215,9 +261,11 @@ def _decimal(
             else:
                 raise _Invalid(f"must be a number (got {type(value).__name__})")
         except InvalidOperation:
-            raise _Invalid(f"must be a number (got {value!r})") from None
+            raise _Invalid(f"must be a number (got {_show(value)})") from None
         if not number.is_finite():
             raise _Invalid(f"must be a finite number (got {value!r})")
+        if number and number.adjusted() >= MAX_INT_DIGITS:
+            raise _Invalid(f"must have at most {MAX_INT_DIGITS} digits before the point")
         exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -2:
             raise _Invalid(f"must have at most two decimals (got {value!r})")
@@ -242,7 +290,7 @@ def _choice(options: Iterable[str], *, casefold: bool = False) -> Check:
             shown = ", ".join(repr(o) for o in allowed)
             if len(shown) > 160:
                 shown = shown[:160] + ", ..."
-            raise _Invalid(f"must be one of {shown} (got {text!r})")
+            raise _Invalid(f"must be one of {shown} (got {_show(text)})")
         return lookup[key]
 
     return check
@@ -250,12 +298,14 @@ def _choice(options: Iterable[str], *, casefold: bool = False) -> Check:
 
 def _step(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
+        if not -_INT_LIMIT < value < _INT_LIMIT:
+            raise _Invalid(f"must have at most {MAX_INT_DIGITS} digits")
         value = str(value)
-    text = _text(value)
+    text = _short(value)
     if not text:
         raise _Invalid("cannot be empty")
     if not re.fullmatch(r"[A-Za-z0-9]+", text):
-        raise _Invalid(f"must be alphanumeric (letters and digits only; got {text!r})")
+        raise _Invalid(f"must be alphanumeric (letters and digits only; got {_show(text)})")
     return text
 
 
@@ -263,11 +313,13 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _identifier(value: Any) -> str:
-    text = _text(value)
+    text = _short(value)
     if not text:
         raise _Invalid("cannot be empty")
     if not _IDENTIFIER.fullmatch(text):
-        raise _Invalid(f"can only contain letters, numbers, dashes or underscores (got {text!r})")
+        raise _Invalid(
+            f"can only contain letters, numbers, dashes or underscores (got {_show(text)})"
+        )
     return text
 
 
@@ -320,7 +372,7 @@ def _payment_date(value: Any) -> str:
         text = _text(value)
         match = _PAYMENT_DATE.fullmatch(text)
         if not match:
-            raise _Invalid(f"must be 'YYYY-MM-DD HH:MM' in US Eastern time (got {text!r})")
+            raise _Invalid(f"must be 'YYYY-MM-DD HH:MM' in US Eastern time (got {_show(text)})")
         fmt = "%Y-%m-%d %H:%M:%S" if match.group(6) else "%Y-%m-%d %H:%M"
         try:
             when = datetime.strptime(text, fmt).replace(tzinfo=KARTRA_TZ)
@@ -340,7 +392,7 @@ def _installments(value: Any) -> int | str:
         return int(_integer(minimum=1)(value))
     except _Invalid:
         raise _Invalid(
-            f"must be a positive integer or {UNTIL_CANCELLED!r} (got {value!r})"
+            f"must be a positive integer or {UNTIL_CANCELLED!r} (got {_show(value)})"
         ) from None
 
 
@@ -364,7 +416,7 @@ def _options(value: Any) -> list[dict[str, str]]:
 
 def _custom_field_value(value: Any) -> Any:
     if isinstance(value, str):
-        return value
+        return _text(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return _ID(value)
     if isinstance(value, Sequence) and not isinstance(value, bytes):
@@ -389,7 +441,7 @@ def _custom_fields(value: Any) -> list[dict[str, Any]]:
         try:
             wire_value = _custom_field_value(field_value)
         except _Invalid as exc:
-            raise _Invalid(f"{identifier!r} {exc}") from None
+            raise _Invalid(f"{_show(identifier)} {exc}") from None
         out.append({"field_identifier": ident, "field_value": wire_value})
     return out
 
@@ -769,6 +821,14 @@ class Call:
     @property
     def cmds(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.commands)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the rows hold check functions (closures): a Call pickles as its cmd names
+        return (_rebuild_call, (dict(self.payload), self.cmds, self.lead_id))
+
+
+def _rebuild_call(payload: dict[str, Any], cmds: tuple[str, ...], lead_id: int | None) -> Call:
+    return Call(payload, tuple(unknown_command(name) for name in cmds), lead_id)
 
 
 def unknown_command(name: str) -> Command:

@@ -1,40 +1,123 @@
 """Kartra's answers: JSON envelopes in, one `ChainResult` out.
 
 `read_response` turns any of the answer shapes the docs show into one `ChainResult`,
-structuring each action's data through `_convert`.
+structuring each action's data through `_convert`. Whatever the body, it returns that
+or raises a KartraError: JSON nested deeper than MAX_JSON_DEPTH or holding an integer
+of more than MAX_INT_DIGITS digits is a KartraResponseError (status + safe excerpt),
+and an answer that echoes a credential is redacted before anything keeps it.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import time
 from collections.abc import Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ._commands import Call, Command
-from ._constants import BODY_EXCERPT_CHARS
+from ._constants import BODY_EXCERPT_CHARS, MAX_INT_DIGITS, MAX_JSON_DEPTH
 from ._convert import structure
-from .errors import KartraAPIError, KartraResponseError, error_from_code
+from ._scrub import NO_SECRETS, Redactor
+from .errors import KartraAPIError, KartraError, KartraResponseError, error_from_code
 from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
 
-__all__ = ["excerpt", "read_response"]
+__all__ = ["excerpt", "parse_json", "read_response", "retry_after"]
 
 
 # --------------------------------------------------------------------------- decoding
 
 
-def excerpt(content: bytes | str, secrets: Sequence[str] = ()) -> str:
-    """The first characters of a body, for error messages, with any secret blanked out."""
-    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
-    text = text[: BODY_EXCERPT_CHARS + 100]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = text[:BODY_EXCERPT_CHARS]
-    return text
+def _redactor(secrets: Redactor | Sequence[str]) -> Redactor:
+    return secrets if isinstance(secrets, Redactor) else Redactor(secrets)
+
+
+def excerpt(content: bytes | str, secrets: Redactor | Sequence[str] = ()) -> str:
+    """The first characters of a body, for error messages, with every spelling of every
+    secret blanked out first (so no part of one survives at the cut)."""
+    return _redactor(secrets).excerpt(content, BODY_EXCERPT_CHARS)
+
+
+class _TooBig(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) > MAX_INT_DIGITS and len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooBig(f"an integer of {len(digits.lstrip('-')):,} digits")
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_bounded_int)
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether a parsed value nests containers deeper than MAX_JSON_DEPTH (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def parse_json(content: bytes) -> Any:
+    """Parse a JSON body within the bounds (depth, integer size); ValueError says why."""
+    if content.startswith(codecs.BOM_UTF8):
+        content = content[3:]
+    try:
+        text = content.decode()
+    except UnicodeDecodeError:
+        raise ValueError("is not valid JSON (not UTF-8)") from None
+    try:
+        value = _DECODER.decode(text)
+    except _TooBig as exc:
+        raise ValueError(f"holds {exc} (at most {MAX_INT_DIGITS})") from None
+    except RecursionError:
+        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise ValueError("is not valid JSON") from None
+    # only a body with more containers than the limit can nest deeper than it
+    if (
+        isinstance(value, (dict, list))
+        and content.count(b"[") + content.count(b"{") > MAX_JSON_DEPTH
+        and _too_deep(value)
+    ):
+        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(seconds, 0.0)
+    return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
 
 
 _ENVELOPE_KEYS = frozenset({"status", "message", "type"})
+
+
+def _digits(value: str) -> int | None:
+    text = value.strip()
+    if text.isascii() and text.isdigit() and len(text) <= MAX_INT_DIGITS:
+        return int(text)
+    return None
 
 
 def _code(value: Any) -> int | None:
@@ -44,9 +127,19 @@ def _code(value: Any) -> int | None:
         raise ValueError(value)
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str) and (code := _digits(value)) is not None:
+        return code
     raise ValueError(value)
+
+
+def _message(value: Any) -> str | None:
+    """Kartra's message, if it is a string; an absurdly long one is cut."""
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= _MESSAGE_CHARS else value[:_MESSAGE_CHARS] + "..."
+
+
+_MESSAGE_CHARS = 1000
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -65,8 +158,8 @@ def _as_list(value: Any) -> list[Any] | None:
 def _to_int(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):
+        return _digits(value)
     return None
 
 
@@ -98,8 +191,7 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
         code = _code(raw.get("type"))
     except ValueError:
         raise fail(f"action {index} ({command.name}) has type {raw.get('type')!r}") from None
-    message = raw.get("message")
-    message = message if isinstance(message, str) else None
+    message = _message(raw.get("message"))
     ok = status != "Error"
     error: KartraAPIError | None = None
     data: Any = None
@@ -109,6 +201,8 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
         else:
             rest = {k: v for k, v in raw.items() if k not in _ENVELOPE_KEYS}
             data = rest or None
+        if data is None and command.name in _DATA_REQUIRED:
+            raise fail(f"action {index} ({command.name}) has no {command.result_key}")
         if data is not None and command.result is not None:
             try:
                 data = structure(data, command.result)
@@ -125,12 +219,18 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
     )  # fmt: skip
 
 
+#: The reads whose whole point is their data: an answer without it is not an answer.
+_DATA_REQUIRED = frozenset({"get_lead", "get_transaction_details", "get_subscription_details"})
+
+_REASON_CHARS = 500
+
+
 def read_response(
     status_code: int,
     content: bytes,
     call: Call,
     *,
-    secrets: Sequence[str] = (),
+    secrets: Redactor | Sequence[str] = (),
 ) -> ChainResult:
     """Read Kartra's answer to `call` into a ChainResult.
 
@@ -141,19 +241,43 @@ def read_response(
     only action, raises the typed KartraAPIError; anything unreadable raises
     KartraResponseError.
     """
+    redactor = _redactor(secrets) if secrets else NO_SECRETS
 
     def fail(reason: str) -> KartraResponseError:
+        reason = redactor.text(reason[: _REASON_CHARS * 2])
+        if len(reason) > _REASON_CHARS:
+            reason = reason[:_REASON_CHARS] + "..."
         return KartraResponseError(
-            reason, status_code=status_code, excerpt=excerpt(content, secrets)
+            reason, status_code=status_code, excerpt=excerpt(content, redactor)
         )
 
     try:
-        body = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        raise fail("Kartra's answer is not valid JSON") from None
+        body = parse_json(content)
+    except ValueError as exc:
+        raise fail(f"Kartra's answer {exc}") from None
     if not isinstance(body, dict):
         raise fail(f"Kartra's answer is a JSON {type(body).__name__}, not an object")
+    try:
+        result = _read(body, call, fail)
+    except KartraError:
+        if not redactor.found_in(content):
+            raise
+        result = None
+    if result is None or (not result.ok and redactor.found_in(content)):
+        # an error built from an answer that echoes a secret: build it again, outside
+        # the except block (no __context__ keeps the first one), from a redacted copy
+        result = _read(redactor.scrub(body), call, fail)
+    return result
 
+
+def _read(body: dict[str, Any], call: Call, fail: Any) -> ChainResult:
+    try:
+        return _read_body(body, call, fail)
+    except (ValueError, TypeError, LookupError, RecursionError, OverflowError) as exc:
+        raise fail(f"Kartra's answer could not be read ({type(exc).__name__})") from None
+
+
+def _read_body(body: dict[str, Any], call: Call, fail: Any) -> ChainResult:
     commands = call.commands
     status = body.get("status")
     raw_actions: list[Any] | None
@@ -181,10 +305,9 @@ def read_response(
         except ValueError:
             raise fail(f"Kartra's error has type {body.get('type')!r}") from None
         index = _attribute(code, commands)
-        message = body.get("message")
         raise error_from_code(
             code,
-            message if isinstance(message, str) else None,
+            _message(body.get("message")),
             cmd=commands[index].name if index is not None else None,
             action_index=index,
             raw=body,

@@ -5,9 +5,10 @@ Hierarchy (Kartra codes in brackets)::
     KartraError
     ├── KartraValidationError (also ValueError)  bad input, raised before anything is sent
     ├── KartraConnectionError                    the request did not complete (httpx transport error)
-    │   └── KartraTimeoutError
-    ├── KartraResponseError                      a body that is not a Kartra answer; HTTP status + excerpt
-    │   └── KartraServerError                    HTTP 5xx
+    │   └── KartraTimeoutError                   httpx timeout, or the per-request deadline passed
+    ├── KartraResponseError                      not a Kartra answer (too big, not JSON, too deep,
+    │   │                                         wrong shape); HTTP status + safe excerpt
+    │   └── KartraServerError                    HTTP 5xx (.retry_after from a 503's Retry-After)
     ├── RateLimitError                           HTTP 429 "Too many requests"
     ├── LimiterUnavailableError                  the shared (Redis) rate limiter did not answer in time
     ├── AmbiguousResultError                     a write may or may not have been applied
@@ -45,6 +46,11 @@ Hierarchy (Kartra codes in brackets)::
 `ERROR_CODES` maps every error code in Kartra's documentation to its class and the
 documented message; `SUCCESS_CODES` does the same for the success message types.
 A code Kartra adds later raises plain `KartraAPIError`.
+
+Every exception here pickles and unpickles (multiprocessing, task queues). None holds a
+secret: excerpts, messages and `.raw` are redacted, and a transport error's httpx
+exception (whose request carries the credentials in its body) is replaced, as
+`__cause__`, by a `TransportFailure` holding only its type, message and URL.
 """
 
 from __future__ import annotations
@@ -97,12 +103,38 @@ __all__ = [
     "SubscriptionNotFoundError",
     "TagNotFoundError",
     "TransactionNotFoundError",
+    "TransportFailure",
     "error_from_code",
 ]
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class KartraError(Exception):
     """Base class of every error raised by kartra_async."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from its attributes, whatever the subclass's __init__ takes
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+class TransportFailure(Exception):
+    """What httpx reported when an exchange failed, without the request it carried
+    (whose body holds the credentials): the `__cause__` of a KartraConnectionError."""
+
+    def __init__(self, type: str, message: str, url: str) -> None:
+        self.type = type  #: e.g. "httpx.ConnectError"
+        self.message = message
+        self.url = url
+        super().__init__(type, message, url)
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message or 'no detail'} (POST {self.url})"
 
 
 class KartraValidationError(KartraError, ValueError):
@@ -147,7 +179,20 @@ class KartraResponseError(KartraError):
 
 
 class KartraServerError(KartraResponseError):
-    """Kartra answered with an HTTP 5xx status."""
+    """Kartra answered with an HTTP 5xx status. `retry_after`: the seconds a 503's
+    Retry-After header asked for (None if absent); a retry waits at least that long
+    (capped, see `_constants.SERVER_RETRY_AFTER_MAX`)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        excerpt: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason, status_code=status_code, excerpt=excerpt)
 
 
 class RateLimitError(KartraError):
@@ -228,19 +273,6 @@ class KartraAPIError(KartraError):
             where += ": "
         code = f" (Kartra {self.code})" if self.code is not None else ""
         return f"{where}{self.message}{code}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        kwargs = {
-            "code": self.code,
-            "cmd": self.cmd,
-            "action_index": self.action_index,
-            "raw": self.raw,
-        }
-        return (_rebuild_api_error, (type(self), self.message, kwargs))
-
-
-def _rebuild_api_error(cls: type[KartraAPIError], message: str, kwargs: Any) -> KartraAPIError:
-    return cls(message, **kwargs)
 
 
 class AuthenticationError(KartraAPIError):

@@ -18,6 +18,7 @@ from kartra_async import (
     KartraTimeoutError,
     KartraValidationError,
 )
+from kartra_async.errors import TransportFailure
 
 from .conftest import API_KEY, API_PASSWORD, APP_ID, BASE_URL
 
@@ -138,7 +139,13 @@ async def test_transport_errors(
         await kartra.lead("a@b.co").assign_tag("A")
     assert type(caught.value) is expected
     assert "assign_tag" in str(caught.value)
-    assert caught.value.__cause__ is exc
+    # the httpx exception (its request carries the credentials) is replaced by what it said
+    cause = caught.value.__cause__
+    assert isinstance(cause, TransportFailure)
+    assert (cause.type, cause.url) == (f"httpx.{type(exc).__name__}", BASE_URL)
+    assert cause.message.startswith(str(exc))
+    assert str(exc) in str(caught.value)
+    assert caught.value.__context__ is None
 
 
 # ---- secrets
