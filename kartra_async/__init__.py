@@ -1,14 +1,23 @@
-"""kartra_async: the async Python SDK for Kartra's API."""
+"""kartra_async: the async Python SDK for Kartra's API.
 
-from ._bulk import FanOut, Journal, Outcome, Summary
-from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
+Everything a program usually needs is importable from here: the client, chains and
+their results, the models its calls return, every exception, the retry policy, the rate
+limiters and the bulk job's types. The full set of models is in `kartra_async.models`,
+callback parsing in `kartra_async.webhooks`, the fake server in `kartra_async.testing`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._bulk import FanOut, Outcome, Summary
+from ._chain import LeadChain
 from ._client import AsyncKartra
-from ._commands import COMMANDS, UNTIL_CANCELLED, Command, Safety, Scope
+from ._commands import UNTIL_CANCELLED
 from ._retry import RetryEvent, RetryPolicy
 from ._version import __version__ as __version__
 from .errors import (
     ERROR_CODES,
-    SUCCESS_CODES,
     AlreadyExistsError,
     AmbiguousResultError,
     AuthenticationError,
@@ -25,6 +34,7 @@ from .errors import (
     KartraServerError,
     KartraTimeoutError,
     KartraValidationError,
+    KartraWebhookError,
     LeadDeletedError,
     LeadExistsError,
     LeadNotFoundError,
@@ -41,15 +51,27 @@ from .errors import (
     TagNotFoundError,
     TransactionNotFoundError,
 )
-from .limits import Limiter
-from .models import ActionResult, ChainResult
+from .limits import Limiter, Priority
+from .models import (
+    ActionResult,
+    CancelResult,
+    ChainResult,
+    CustomField,
+    Lead,
+    LeadRef,
+    RefundResult,
+    SubscriptionDetails,
+    SubscriptionSummary,
+    Transaction,
+    TransactionSummary,
+)
+
+if TYPE_CHECKING:
+    from .limits.redis import RedisLimiter
 
 __all__ = [
-    "COMMANDS",
     "ERROR_CODES",
-    "SUCCESS_CODES",
     "UNTIL_CANCELLED",
-    "AccountCalls",
     "ActionResult",
     "AlreadyExistsError",
     "AmbiguousResultError",
@@ -57,14 +79,14 @@ __all__ = [
     "AuthenticationError",
     "CalendarNotFoundError",
     "CalendarSubscriptionNotFoundError",
+    "CancelResult",
     "ChainError",
     "ChainResult",
     "ClassNotFoundError",
-    "Command",
+    "CustomField",
     "CustomFieldExistsError",
     "FanOut",
     "InvalidParameterError",
-    "Journal",
     "KartraAPIError",
     "KartraConnectionError",
     "KartraError",
@@ -72,29 +94,49 @@ __all__ = [
     "KartraServerError",
     "KartraTimeoutError",
     "KartraValidationError",
+    "KartraWebhookError",
+    "Lead",
     "LeadChain",
     "LeadDeletedError",
     "LeadExistsError",
     "LeadNotFoundError",
+    "LeadRef",
     "Limiter",
     "ListNotFoundError",
     "NotFoundError",
     "Outcome",
     "PaymentStateError",
     "PermissionDeniedError",
+    "Priority",
     "ProductNotFoundError",
     "RateLimitError",
+    "RedisLimiter",
+    "RefundResult",
     "RequestFormatError",
     "RetryEvent",
     "RetryPolicy",
-    "Safety",
-    "Scope",
     "SequenceNotFoundError",
     "StepNotFoundError",
-    "SubscriptionCalls",
+    "SubscriptionDetails",
     "SubscriptionNotFoundError",
+    "SubscriptionSummary",
     "Summary",
     "TagNotFoundError",
-    "TransactionCalls",
+    "Transaction",
     "TransactionNotFoundError",
+    "TransactionSummary",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`RedisLimiter` is imported on first use, so its extra stays optional."""
+    if name == "RedisLimiter":
+        from .limits.redis import RedisLimiter
+
+        globals()[name] = RedisLimiter
+        return RedisLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

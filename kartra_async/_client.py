@@ -19,7 +19,14 @@ import attrs
 import httpx
 
 from ._bulk import FanOut
-from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
+from ._chain import (
+    AccountCalls,
+    LeadChain,
+    SubscriptionCalls,
+    TransactionCalls,
+    lead_identity,
+    send_single,
+)
 from ._commands import COMMANDS, Call, Safety, unknown_command
 from ._constants import (
     DEFAULT_BASE_URL,
@@ -257,12 +264,7 @@ class AsyncKartra:
         KartraValidationError, before sending, for neither, both or a bad value."""
         command = COMMANDS["get_lead"]
         wire = command.build({"id": id, "email": email})
-        result = await self.send(Call({"get_lead": wire}, (command,), lead_id=wire.get("id")))
-        action = result.actions[0]
-        if action.error is not None:
-            raise action.error
-        lead: Lead = action.data
-        return lead
+        return await send_single(self, Call({"get_lead": wire}, (command,), wire.get("id")), Lead)
 
     async def call(
         self, actions: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | None = None

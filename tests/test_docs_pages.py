@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 
 import kartra_async
-from kartra_async import COMMANDS, LeadChain, Scope, errors
+from kartra_async import LeadChain, errors
+from kartra_async._commands import COMMANDS, Scope
 from kartra_async._constants import USER_AGENT
 from kartra_async.testing import FAULT_KINDS
 
