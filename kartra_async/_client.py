@@ -38,6 +38,7 @@ from ._constants import (
     USER_AGENT,
 )
 from ._form import encode_form
+from ._redact import mask
 from ._response import excerpt, read_response
 from ._retry import Decision, RetryEvent, RetryPolicy, ambiguous_error, decide
 from .errors import (
@@ -95,10 +96,6 @@ class _Shared:
 
 SHARED: Any = _Shared()
 """limiter=SHARED (the default): the in-process limiter of the App (limits.shared_limiter)."""
-
-
-def _mask(value: str) -> str:
-    return f"{value[:3]}***" if len(value) > 6 else "***"
 
 
 class AsyncKartra:
@@ -181,7 +178,7 @@ class AsyncKartra:
         return str(self._url)
 
     def __repr__(self) -> str:
-        return f"<AsyncKartra app_id={_mask(self.app_id)!r} base_url={self.base_url!r}>"
+        return f"<AsyncKartra app_id={mask(self.app_id)!r} base_url={self.base_url!r}>"
 
     def with_options(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._commands import Call, Command
 from ._constants import BODY_EXCERPT_CHARS
-from ._convert import structure
+from ._convert import parse_int, structure, structure_int
 from .errors import KartraAPIError, KartraResponseError, error_from_code
 from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
@@ -38,15 +38,7 @@ _ENVELOPE_KEYS = frozenset({"status", "message", "type"})
 
 
 def _code(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise ValueError(value)
+    return None if value is None or value == "" else structure_int(value)
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -63,11 +55,7 @@ def _as_list(value: Any) -> list[Any] | None:
 
 
 def _to_int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    return parse_int(value)
 
 
 def _lead_id_of(data: Any) -> int | None:
