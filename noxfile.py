@@ -24,9 +24,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package, and on tests/typing/check_public_api.py (the public
+    API's result types, each stated with assert_type)."""
     session.install("-e", ".", "mypy")
     session.run("mypy", "--strict", "kartra_async")
+    session.run("mypy", "--strict", "tests/typing/check_public_api.py")
 
 
 @nox.session(python="3.11")

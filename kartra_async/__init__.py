@@ -1,16 +1,24 @@
-"""kartra_async: the async Python SDK for Kartra's API."""
+"""kartra_async: the async Python SDK for Kartra's API.
+
+Everything a program usually needs is importable from here: the client, chains and
+their results, the models its calls return, every exception, the retry policy, the rate
+limiters and the bulk job's types. The full set of models is in `kartra_async.models`,
+callback parsing in `kartra_async.webhooks`, the fake server in `kartra_async.testing`.
+"""
+
+from __future__ import annotations
 
 import logging as _logging
+from typing import TYPE_CHECKING, Any
 
-from ._bulk import FanOut, ItemState, Journal, JournalEntry, Outcome, Reconciler, Summary
-from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls
+from ._bulk import FanOut, ItemState, Outcome, Summary
+from ._chain import LeadChain
 from ._client import AsyncKartra
-from ._commands import COMMANDS, UNTIL_CANCELLED, Command, Safety, Scope
+from ._commands import UNTIL_CANCELLED
 from ._retry import RetryEvent, RetryPolicy
 from ._version import __version__ as __version__
 from .errors import (
     ERROR_CODES,
-    SUCCESS_CODES,
     AlreadyExistsError,
     AmbiguousResultError,
     AuthenticationError,
@@ -31,6 +39,7 @@ from .errors import (
     KartraServerError,
     KartraTimeoutError,
     KartraValidationError,
+    KartraWebhookError,
     LeadDeletedError,
     LeadExistsError,
     LeadNotFoundError,
@@ -48,18 +57,30 @@ from .errors import (
     TagNotFoundError,
     TransactionNotFoundError,
 )
-from .limits import Limiter
-from .models import ActionResult, ChainResult
+from .limits import Limiter, Priority
+from .models import (
+    ActionResult,
+    CancelResult,
+    ChainResult,
+    CustomField,
+    Lead,
+    LeadRef,
+    RefundResult,
+    SubscriptionDetails,
+    SubscriptionSummary,
+    Transaction,
+    TransactionSummary,
+)
+
+if TYPE_CHECKING:
+    from .limits.redis import RedisLimiter
 
 # silent unless the application configures logging (no "last resort" output to stderr)
 _logging.getLogger("kartra_async").addHandler(_logging.NullHandler())
 
 __all__ = [
-    "COMMANDS",
     "ERROR_CODES",
-    "SUCCESS_CODES",
     "UNTIL_CANCELLED",
-    "AccountCalls",
     "ActionResult",
     "AlreadyExistsError",
     "AmbiguousResultError",
@@ -67,16 +88,15 @@ __all__ = [
     "AuthenticationError",
     "CalendarNotFoundError",
     "CalendarSubscriptionNotFoundError",
+    "CancelResult",
     "ChainError",
     "ChainResult",
     "ClassNotFoundError",
-    "Command",
+    "CustomField",
     "CustomFieldExistsError",
     "FanOut",
     "InvalidParameterError",
     "ItemState",
-    "Journal",
-    "JournalEntry",
     "JournalError",
     "JournalLockedError",
     "JournalLostError",
@@ -88,10 +108,13 @@ __all__ = [
     "KartraServerError",
     "KartraTimeoutError",
     "KartraValidationError",
+    "KartraWebhookError",
+    "Lead",
     "LeadChain",
     "LeadDeletedError",
     "LeadExistsError",
     "LeadNotFoundError",
+    "LeadRef",
     "Limiter",
     "LimiterUnavailableError",
     "ListNotFoundError",
@@ -99,20 +122,36 @@ __all__ = [
     "Outcome",
     "PaymentStateError",
     "PermissionDeniedError",
+    "Priority",
     "ProductNotFoundError",
     "RateLimitError",
-    "Reconciler",
+    "RedisLimiter",
+    "RefundResult",
     "RequestFormatError",
     "RetryEvent",
     "RetryPolicy",
-    "Safety",
-    "Scope",
     "SequenceNotFoundError",
     "StepNotFoundError",
-    "SubscriptionCalls",
+    "SubscriptionDetails",
     "SubscriptionNotFoundError",
+    "SubscriptionSummary",
     "Summary",
     "TagNotFoundError",
-    "TransactionCalls",
+    "Transaction",
     "TransactionNotFoundError",
+    "TransactionSummary",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`RedisLimiter` is imported on first use, so its extra stays optional."""
+    if name == "RedisLimiter":
+        from .limits.redis import RedisLimiter
+
+        globals()[name] = RedisLimiter
+        return RedisLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -35,7 +35,14 @@ import attrs
 import httpx
 
 from ._bulk import FanOut, Journal, Reconciler, Summary
-from ._chain import AccountCalls, LeadChain, SubscriptionCalls, TransactionCalls, lead_identity
+from ._chain import (
+    AccountCalls,
+    LeadChain,
+    SubscriptionCalls,
+    TransactionCalls,
+    lead_identity,
+    send_single,
+)
 from ._commands import COMMANDS, Call, Safety, unknown_command
 from ._constants import (
     DEFAULT_BASE_URL,
@@ -53,6 +60,7 @@ from ._constants import (
     USER_AGENT,
 )
 from ._form import encode_form
+from ._redact import mask
 from ._response import excerpt, read_response, retry_after
 from ._retry import Decision, RetryEvent, RetryPolicy, ambiguous_error, decide
 from ._scrub import Redactor
@@ -126,10 +134,6 @@ SHARED: Any = _Shared()
 _ON_SEND: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "kartra_async_on_send", default=None
 )
-
-
-def _mask(value: str) -> str:
-    return f"{value[:3]}***" if len(value) > 6 else "***"
 
 
 def _seconds(field: str, value: Any, *, finite: bool = False) -> float:
@@ -414,7 +418,7 @@ class AsyncKartra:
         return self._max_form_vars
 
     def __repr__(self) -> str:
-        return f"<AsyncKartra app_id={_mask(self.app_id)!r} base_url={self.base_url!r}>"
+        return f"<AsyncKartra app_id={mask(self.app_id)!r} base_url={self.base_url!r}>"
 
     def with_options(
         self,
@@ -515,12 +519,7 @@ class AsyncKartra:
         KartraValidationError, before sending, for neither, both or a bad value."""
         command = COMMANDS["get_lead"]
         wire = command.build({"id": id, "email": email})
-        result = await self.send(Call({"get_lead": wire}, (command,), lead_id=wire.get("id")))
-        action = result.actions[0]
-        if action.error is not None:
-            raise action.error
-        lead: Lead = action.data
-        return lead
+        return await send_single(self, Call({"get_lead": wire}, (command,), wire.get("id")), Lead)
 
     async def call(
         self, actions: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | None = None

@@ -38,7 +38,7 @@ from cattrs.v import format_exception
 
 from ._constants import KARTRA_TZ
 from .errors import KartraResponseError
-from .models._base import KartraIntEnum, KartraStrEnum, UntilCancelled
+from .models._base import KartraIntEnum, KartraStrEnum, UntilCancelled, spellings
 from .models.lead import FieldOption, Lead
 from .models.payments import (
     CancellationTransaction,
@@ -50,7 +50,7 @@ from .models.payments import (
     TransactionDetails,
 )
 
-__all__ = ["converter", "make_converter", "structure"]
+__all__ = ["converter", "make_converter", "parse_int", "structure", "structure_int"]
 
 Hook = Callable[[Any, Any], Any]
 
@@ -60,19 +60,30 @@ NONE_SENTINELS = frozenset({"N/A", "", "0000-00-00 00:00:00", "0000-00-00 00:00"
 # --------------------------------------------------------------------------- scalars
 
 
+def parse_int(value: Any) -> int | None:
+    """THE integer reader, for models and envelopes alike: an int (never a bool), a float
+    without a fraction, or a string of digits with an optional sign and surrounding
+    spaces; None for anything else."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdecimal() or (text[:1] in "+-" and text[1:].isdecimal()):
+            return int(text)
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def structure_int(value: Any, _: Any = int) -> int:
     if value.__class__ is str:
-        if value.isdigit():
+        if value.isdecimal():
             return int(value)
     elif value.__class__ is int:
         return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit() or (text[:1] in "+-" and text[1:].isdigit()):
-            return int(text)
-    elif isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(f"expected an integer, got {value!r}")
+    number = parse_int(value)
+    if number is None:
+        raise ValueError(f"expected an integer, got {value!r}")
+    return number
 
 
 def structure_str(value: Any, _: Any = str) -> str:
@@ -138,23 +149,10 @@ def structure_tag_names(value: Any, _: Any = None) -> list[str]:
     return names
 
 
-@cache
-def _enum_lookup(cls: type[enum.Enum]) -> dict[Any, Any]:
-    """The spellings of each member Kartra sends ("Sale", "sale", "2", 2); any other
-    case is found by the enum's own case-insensitive `_missing_`."""
-    lookup: dict[Any, Any] = {}
-    for member in cls:
-        text = str(member.value)
-        lookup[member.value] = member
-        for spelling in (text, text.casefold(), text.upper(), text.capitalize(), text.title()):
-            lookup.setdefault(spelling, member)
-    return lookup
-
-
 def structure_enum(value: Any, cls: type[enum.Enum]) -> Any:
     """Kartra's open enums (models._base) turn unknown values into UNKNOWN pseudo-members."""
     if value.__class__ is str or value.__class__ is int:
-        member = _enum_lookup(cls).get(value)
+        member = spellings(cls).get(value)  # any other case: the enum's own _missing_
         return cls(value) if member is None else member
     raise ValueError(f"expected a {cls.__name__} value, got {value!r}")
 
@@ -184,7 +182,7 @@ def _optional_hook(tp: Any, conv: cattrs.Converter) -> Hook:
 
         def optional_int(value: Any, _: Any) -> Any:
             if value.__class__ is str:
-                if value.isdigit():
+                if value.isdecimal():
                     return int(value)
                 if value in NONE_SENTINELS:
                     return None
@@ -194,7 +192,7 @@ def _optional_hook(tp: Any, conv: cattrs.Converter) -> Hook:
 
         return optional_int
     if isinstance(inner, type) and issubclass(inner, (KartraStrEnum, KartraIntEnum)):
-        members = _enum_lookup(inner)
+        members = spellings(inner)
 
         def optional_enum(value: Any, _: Any) -> Any:
             if value.__class__ is str or value.__class__ is int:

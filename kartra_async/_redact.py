@@ -24,9 +24,16 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "RedactSecrets", "redact_in_logs"]
+__all__ = ["REDACTED", "RedactSecrets", "mask", "redact_in_logs"]
 
 REDACTED = "[REDACTED]"
+
+
+def mask(value: str) -> str:
+    """An App id (or any identifier near a secret) as shown in reprs, logs and limiter
+    names: its first three characters, and only when it is longer than six."""
+    return f"{value[:3]}***" if len(value) > 6 else "***"
+
 
 #: loggers whose records carry request paths (the servers' access and error logs)
 SERVER_LOGGERS = (

@@ -81,9 +81,6 @@ class RetryPolicy:
         return float(base * (1 - self.jitter + self.jitter * self.random()))
 
 
-NO_RETRY = RetryPolicy(max_attempts=1)
-
-
 class Decision:
     RETRY = "retry"  #: safe to send again
     AMBIGUOUS = "ambiguous"  #: may have been applied, and a repeat could do harm

@@ -11,7 +11,8 @@ import httpx
 import pytest
 import respx
 
-from kartra_async import COMMANDS, AsyncKartra, KartraResponseError
+from kartra_async import AsyncKartra, KartraResponseError
+from kartra_async._commands import COMMANDS
 from kartra_async.models import LeadRef
 
 from .conftest import fields

@@ -6,11 +6,14 @@ coverage of the public names, and the release files.
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
 import kartra_async
-from kartra_async import COMMANDS, LeadChain, Scope, errors
+from kartra_async import AsyncKartra, LeadChain, errors
+from kartra_async._chain import AccountCalls, SubscriptionCalls, TransactionCalls
+from kartra_async._commands import COMMANDS, Scope
 from kartra_async._constants import USER_AGENT
 from kartra_async.testing import FAULT_KINDS
 
@@ -275,6 +278,32 @@ def test_the_chain_method_table_names_real_methods_and_commands() -> None:
         assert cmd in COMMANDS, cmd
     lead_cmds = {c.name for c in COMMANDS.values() if c.scope is Scope.LEAD}
     assert set(cmds) == lead_cmds
+
+
+def test_the_account_call_table_names_real_methods_commands_and_types() -> None:
+    """Every account-wide command (and get_lead) has its row; each row's methods exist
+    and return what the row says."""
+    owners = {
+        "kartra": AsyncKartra,
+        "account": AccountCalls,
+        "transactions": TransactionCalls,
+        "subscriptions": SubscriptionCalls,
+    }
+    rows = _rows("guides/chains-and-results.md", "Call")
+    cmds = set()
+    for call, cmd, returns in rows:
+        names = re.findall(r"`(?:kartra\.)?(?:(\w+)\.)?(\w+)\(", call)
+        assert names, call
+        owner = "kartra"
+        for prefix, method in names:
+            owner = prefix or owner
+            annotation = inspect.signature(getattr(owners[owner], method)).return_annotation
+            assert f"`{annotation}`" == returns, (call, method)
+        name = cmd.strip("`")
+        assert name in COMMANDS, name
+        cmds.add(name)
+    wanted = {c.name for c in COMMANDS.values() if c.scope is not Scope.LEAD}
+    assert cmds == wanted
 
 
 def test_the_extras_table_names_real_extras() -> None:

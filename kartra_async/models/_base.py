@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import attrs
 
-__all__ = ["KartraIntEnum", "KartraStrEnum", "UntilCancelled", "raw_field", "wire"]
+__all__ = ["KartraIntEnum", "KartraStrEnum", "UntilCancelled", "raw_field", "spellings", "wire"]
 
 
 def wire(*names: str, **kwargs: Any) -> Any:
@@ -33,10 +34,9 @@ class KartraStrEnum(str, enum.Enum):
     def _missing_(cls, value: object) -> Any:
         if not isinstance(value, str):
             return None
-        folded = value.casefold()
-        for member in cls:
-            if member.value.casefold() == folded:
-                return member
+        member = spellings(cls).get(value.casefold())
+        if member is not None:
+            return member
         unknown = str.__new__(cls, value)
         unknown._name_ = "UNKNOWN"
         unknown._value_ = value
@@ -77,6 +77,15 @@ class UntilCancelled(enum.Enum):
         return "UNTIL_CANCELLED"
 
 
-def raw_of(model: Any) -> Mapping[str, Any]:
-    raw: Mapping[str, Any] = getattr(model, "raw", {})
-    return raw
+@cache
+def spellings(cls: type[enum.Enum]) -> Mapping[Any, Any]:
+    """THE case-insensitive lookup of an enum's members: each member under its value,
+    its text, and the text casefolded, upper-cased, capitalized and title-cased (the
+    spellings Kartra sends, found without folding the value first)."""
+    lookup: dict[Any, Any] = {}
+    for member in cls:
+        text = str(member.value)
+        lookup[member.value] = member
+        for spelling in (text, text.casefold(), text.upper(), text.capitalize(), text.title()):
+            lookup.setdefault(spelling, member)
+    return lookup

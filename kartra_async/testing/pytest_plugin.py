@@ -8,6 +8,9 @@
   from `--kartra-response-style` or the ini option `kartra_response_style` ("mirrored"
   if neither); override the fixture, or parametrize it to run a test in every style:
 
+      import pytest
+      from kartra_async.testing import RESPONSE_STYLES
+
       @pytest.mark.parametrize("kartra_response_style", RESPONSE_STYLES)
       async def test_x(kartra_client): ...
 """
