@@ -69,6 +69,7 @@ def _uvicorn() -> Any:
 class FakeServer:
     """Serve a FakeKartra over HTTP from a background thread, on uvicorn:
 
+        fake = FakeKartra()
         with FakeServer(fake) as url:      # "http://127.0.0.1:<free port>/api"
             ...
 
