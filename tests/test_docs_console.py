@@ -228,6 +228,15 @@ def test_page_console_sessions(path: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the reader
 
 
+def test_the_http_fake_guide_has_its_sessions() -> None:
+    """The reader finds the guide's commands (a reader that finds nothing checks nothing)."""
+    steps = page_steps(ROOT / "docs" / "guides" / "http-fake.md")
+    commands = [s for s in steps if isinstance(s, Command)]
+    assert len(commands) >= 25
+    assert sum(1 for c in commands if SERVER.match(c.line)) == 4
+    assert [s.name for s in steps if isinstance(s, FileBlock)] == ["client.php", "shop_seed.json"]
+
+
 def test_the_reader_splits_commands_outputs_and_files(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(

@@ -411,6 +411,7 @@ def test_samples_are_found(totals: dict[str, int]) -> None:
     assert counts["README.md"] >= 4
     assert counts["docs/getting-started.md"] >= 5
     assert counts["docs/guides/testing.md"] >= 4
+    assert counts["docs/guides/callbacks.md"] >= 20  # a sample body of every callback
     assert totals["page samples run"] >= 20
     assert totals["docstring samples run"] >= 3
 
