@@ -233,7 +233,7 @@ def test_the_http_fake_guide_has_its_sessions() -> None:
     steps = page_steps(ROOT / "docs" / "guides" / "http-fake.md")
     commands = [s for s in steps if isinstance(s, Command)]
     assert len(commands) >= 25
-    assert sum(1 for c in commands if SERVER.match(c.line)) == 4
+    assert sum(1 for c in commands if SERVER.match(c.line)) == 5
     assert [s.name for s in steps if isinstance(s, FileBlock)] == ["client.php", "shop_seed.json"]
 
 
