@@ -18,8 +18,10 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff")
-    session.run("ruff", "check", "kartra_async", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "kartra_async", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "kartra_async", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "kartra_async", "tests", "benchmarks", "examples", "noxfile.py"
+    )
 
 
 @nox.session(python="3.11")

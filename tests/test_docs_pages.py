@@ -311,3 +311,24 @@ def test_the_extras_table_names_real_extras() -> None:
     extras = _table("project.optional-dependencies")
     for row in rows:
         assert re.search(rf"^{row[0].strip('`')} = \[", extras, re.M), row[0]
+
+
+def test_the_server_options_table_matches_the_parser() -> None:
+    """docs/guides/http-fake.md lists every option of `python -m kartra_async.testing`,
+    in the parser's order, with its default."""
+    from kartra_async.testing.__main__ import build_fake, parser
+
+    rows = _rows("guides/http-fake.md", "Option")
+    actions = [a for a in parser()._actions if a.option_strings and a.dest != "help"]
+    assert [row[0].strip("`") for row in rows] == [a.option_strings[-1] for a in actions]
+    # --app-id's default is applied when the fake is built
+    assert list(build_fake(parser().parse_args([])).app_ids) == ["fake-app"]
+    for row, action in zip(rows, actions, strict=True):
+        default = "fake-app" if action.dest == "app_ids" else action.default
+        if default in (None, False):
+            assert row[1] == "", row
+        elif isinstance(default, list):
+            assert row[1] == f"`{default[0]}`", row
+        else:
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            assert row[1] == f"`{shown}`", row

@@ -8,8 +8,8 @@ How a sample runs:
   in a worker thread, so a complete script may call `asyncio.run(main())`.
 - Each page gets a fresh FakeKartra with the demo account (`fake.seed()`) behind a real
   HTTP FakeServer on loopback. `KARTRA_APP_ID`, `KARTRA_API_KEY`, `KARTRA_API_PASSWORD`
-  are the placeholders the pages use ("your-app-id", ...) and `KARTRA_BASE_URL` is the
-  server's URL, so `AsyncKartra.from_env()` reaches the fake as a user's would; an
+  are the placeholders the pages use ("your-app-id", ...), `KARTRA_CALLBACK_SECRET` is
+  "your-callback-secret", and `KARTRA_BASE_URL` is the server's URL, so `AsyncKartra.from_env()` reaches the fake as a user's would; an
   `AsyncKartra(...)` given no `base_url` gets the server's URL too (the one patch).
   The namespace starts with `kartra`, an open client of that fake, which the guides use.
 - A block titled with a file name (```python title="test_signup.py"```) is a file: a
@@ -54,6 +54,8 @@ CREDENTIALS = {
     "KARTRA_API_KEY": "your-api-key",
     "KARTRA_API_PASSWORD": "your-api-password",
 }
+#: the environment the pages' programs read: the credentials and a callback secret
+ENVIRONMENT = {**CREDENTIALS, "KARTRA_CALLBACK_SECRET": "your-callback-secret"}
 
 #: the modules whose docstrings the API reference renders (docs/reference/*.md)
 PUBLIC_MODULES = (
@@ -73,6 +75,9 @@ DOCSTRINGS_NOT_RUN = {
     "kartra_async.errors": "the exception tree, a diagram rather than code",
     "kartra_async.webhooks": "an outline with placeholders (`body`, `form`, `...`)",
     "kartra_async.fastapi": "an outline of an app with `...` bodies",
+    "kartra_async.testing.pytest_plugin": (
+        "a test for pytest to collect; docs/guides/testing.md runs one through pytest"
+    ),
 }
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
@@ -240,7 +245,7 @@ def docs_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKartra]:
     )
     fake.seed()
     with FakeServer(fake) as url:
-        for name, value in CREDENTIALS.items():
+        for name, value in ENVIRONMENT.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("KARTRA_BASE_URL", url)
 
@@ -333,7 +338,13 @@ def test_page_pytest_modules_pass(path: Path, pytester: pytest.Pytester) -> None
     assert result.ret == 0, result.stdout.str()
     assert set(outcomes) == {"passed"}, outcomes
     # every test ran on both backends (a page's own conftest.py must see to that too)
-    passed = re.findall(r"::(\w+)\[(asyncio|trio)\] PASSED", result.stdout.str())
+    # (a test parametrized further, test_x[asyncio-mirrored], is one test per other value)
+    passed = []
+    for name, params in re.findall(r"::(\w+)\[([^\]]+)\] PASSED", result.stdout.str()):
+        backends = [p for p in params.split("-") if p in ("asyncio", "trio")]
+        assert len(backends) == 1, f"{name}[{params}]: not run by anyio on one backend"
+        variant = "-".join(p for p in params.split("-") if p not in ("asyncio", "trio"))
+        passed.append((f"{name}[{variant}]", backends[0]))
     assert len(passed) == outcomes["passed"], result.stdout.str()
     tests = {name for name, _ in passed}
     assert set(passed) == {(name, backend) for name in tests for backend in ("asyncio", "trio")}
@@ -400,6 +411,7 @@ def test_samples_are_found(totals: dict[str, int]) -> None:
     assert counts["README.md"] >= 4
     assert counts["docs/getting-started.md"] >= 5
     assert counts["docs/guides/testing.md"] >= 4
+    assert counts["docs/guides/callbacks.md"] >= 20  # a sample body of every callback
     assert totals["page samples run"] >= 20
     assert totals["docstring samples run"] >= 3
 
