@@ -137,11 +137,11 @@ async def results_of_lead_reads(result: ChainResult) -> None:
 
 async def bulk(kartra: AsyncKartra, rows: list[dict[str, str]]) -> None:
     job = kartra.fan_out(rows, lambda row: kartra.lead(row["email"]).assign_tag("VIP"))
-    assert_type(job, FanOut)
+    assert_type(job, FanOut[dict[str, str]])
     async with job as running:
-        assert_type(running, FanOut)
+        assert_type(running, FanOut[dict[str, str]])
         async for outcome in running:
-            assert_type(outcome, Outcome)
+            assert_type(outcome, Outcome[dict[str, str]])
             assert_type(outcome.ok, bool)
             assert_type(outcome.result, ChainResult | None)
     assert_type(job.summary, Summary)
