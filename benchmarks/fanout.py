@@ -27,7 +27,7 @@ from pathlib import Path
 import anyio
 from _common import machine, table, verdict
 
-from kartra_async import Journal
+from kartra_async._bulk import Journal
 from kartra_async.limits import Limiter
 from kartra_async.testing import FakeKartra
 

@@ -31,8 +31,6 @@ from kartra_async import (
     AsyncKartra,
     FanOut,
     ItemState,
-    Journal,
-    JournalEntry,
     JournalError,
     JournalLockedError,
     JournalLostError,
@@ -41,10 +39,10 @@ from kartra_async import (
     KartraValidationError,
     LeadChain,
     RetryPolicy,
-    Safety,
     TagNotFoundError,
 )
-from kartra_async._bulk import CallClock, Summary
+from kartra_async._bulk import CallClock, Journal, JournalEntry, Summary
+from kartra_async._commands import Safety
 from kartra_async.limits import Limiter
 from kartra_async.testing import FakeKartra, FakeServer
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from kartra_async import ItemState, Journal
+from kartra_async import ItemState
+from kartra_async._bulk import Journal
 from kartra_async.cli import command_line, main
 from kartra_async.testing import FakeKartra, FakeServer
 
