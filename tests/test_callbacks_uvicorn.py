@@ -122,8 +122,15 @@ def test_real_uvicorn_delivery_and_no_secret_in_any_log_line(
 
 
 @pytest.fixture
-def records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+def records(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.LogCaptureFixture]:
     redact_in_logs(SECRET)
+    # an in-process uvicorn run earlier (the fake's server) configures its access logger
+    # not to propagate; caplog listens at the root
+    access = logging.getLogger("uvicorn.access")
+    monkeypatch.setattr(access, "propagate", True)
+    monkeypatch.setattr(access, "disabled", False)
     with caplog.at_level(logging.DEBUG):
         yield caplog
 

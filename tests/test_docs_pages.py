@@ -54,6 +54,18 @@ NOT_FROM_A_CODE = {
         "Never from `await`: `result.raise_for_errors()` raises it, holding every failed "
         "action's error."
     ),
+    "JournalError": (
+        "**raises** from `fan_out` / `kartra import`: the journal file is empty or not a journal."
+    ),
+    "JournalLockedError": "**raises** at once: another job is using the journal.",
+    "JournalMismatchError": (
+        "**raises**: the journal belongs to a different job (`adopt_journal=True` continues)."
+    ),
+    "JournalLostError": "**raises**: the journal was deleted or replaced under the running job.",
+    "LimiterUnavailableError": (
+        "**raises**: the shared (Redis) rate limiter did not answer within its timeout; "
+        "nothing was sent."
+    ),
     "KartraAPIError": (
         "The base class of Kartra's errors; raised as itself for a code Kartra's "
         "documentation does not list."

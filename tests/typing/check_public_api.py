@@ -24,6 +24,7 @@ from kartra_async import (
     ChainResult,
     CustomField,
     FanOut,
+    ItemState,
     KartraAPIError,
     KartraError,
     KartraValidationError,
@@ -143,6 +144,7 @@ async def bulk(kartra: AsyncKartra, rows: list[dict[str, str]]) -> None:
         async for outcome in running:
             assert_type(outcome, Outcome[dict[str, str]])
             assert_type(outcome.ok, bool)
+            assert_type(outcome.state, ItemState)
             assert_type(outcome.result, ChainResult | None)
     assert_type(job.summary, Summary)
     assert_type(await kartra.fan_out(rows, lambda row: kartra.lead(row["email"])).run(), Summary)
