@@ -49,8 +49,9 @@ async def test_any_window_guarantee_under_1000_tasks() -> None:
     assert grants_in_entry_order == sorted(grants_in_entry_order)
     assert limiter.stats.grants == 1000
     assert limiter.stats.waits == 900
-    # the whole budget is used: 10 windows of 100, ~0.9 s after the first
-    assert 0.9 <= max(granted) - min(granted) < 1.1
+    # the whole budget is used: 10 windows of 100, ~0.9 s after the first (the upper bound
+    # leaves room for a loaded machine; benchmarks/limiter.py measures the exact share)
+    assert 0.9 <= max(granted) - min(granted) < 1.5
 
 
 async def test_uncontended_acquire_does_not_wait() -> None:
