@@ -16,6 +16,7 @@ from ._chain import LeadChain
 from ._client import AsyncKartra
 from ._commands import UNTIL_CANCELLED
 from ._retry import RetryEvent, RetryPolicy
+from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__ as __version__
 from .errors import (
     ERROR_CODES,
@@ -118,7 +119,9 @@ __all__ = [
     "Limiter",
     "LimiterUnavailableError",
     "ListNotFoundError",
+    "NOT_GIVEN",
     "NotFoundError",
+    "NotGiven",
     "Outcome",
     "PaymentStateError",
     "PermissionDeniedError",

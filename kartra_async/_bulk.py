@@ -60,6 +60,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -131,6 +132,7 @@ class JournalEntry:
     lead_id: int | None = None
     applied: tuple[int, ...] = ()  #: indexes of the chain's actions known to have gone through
     error: str | None = None
+    #: when the row was written (time.time()); a "sent" row: when its request first left
     updated: float = 0.0
 
 
@@ -544,9 +546,24 @@ def _shape(call: Call) -> Any:
 
 def _creates_lead(call: Call) -> bool:
     """The chain's first action creates its lead (it names the lead and is unsafe to
-    repeat): AsyncKartra.reconcile_create can look the lead up."""
+    repeat): sending it again must look the lead up first."""
     first = call.commands[0]
     return first.starts_chain and first.safety is Safety.UNSAFE
+
+
+def _reconcilable(call: Call) -> bool:
+    """The command table has a strategy that settles an ambiguous call starting with
+    this chain's first cmd (a chain that creates its lead looks it up):
+    AsyncKartra.reconcile_ambiguous applies it."""
+    return bool(call.commands) and call.commands[0].reconcile is not None
+
+
+def _sent_at(entry: JournalEntry) -> datetime | None:
+    """When an item's request left, if its row says so: a "sent" row is written right
+    before the request leaves (and keeps that time while the item is reconciled)."""
+    if entry.state is ItemState.SENT and entry.updated > 0:
+        return datetime.fromtimestamp(entry.updated, timezone.utc)
+    return None
 
 
 def _remaining(
@@ -657,6 +674,9 @@ class _Item(Generic[T]):
         if journal is None:
             return
         old = self.entry
+        # a request still in flight keeps the time it first left (what reconcile compares
+        # the lead's date_joined with), however often the item is resumed
+        kept = old.updated if old is not None and old.state is state is ItemState.SENT else 0.0
         self.entry = JournalEntry(
             self.key,
             state,
@@ -665,6 +685,7 @@ class _Item(Generic[T]):
             lead_id if lead_id is not None else (old.lead_id if old else None),
             tuple(sorted(applied if applied is not None else (old.applied if old else ()))),
             error,
+            kept,
         )
         journal.record(self.entry, durable=durable)
 
@@ -1091,14 +1112,16 @@ class FanOut(Generic[T]):
         previous = entry.state
         if remaining.safety is not Safety.UNSAFE:
             return await run.send(remaining, keep)  # a repeat cannot do harm
-        creates = _creates_lead(remaining)
         if self.retry_ambiguous:
             return await self._send_again(run, remaining, keep)
         cause: AmbiguousResultError | None = None
-        if self.reconcile is not False and creates:
+        if self.reconcile is not False and _reconcilable(remaining):
             try:
-                result = await self._sender.reconcile_create(
-                    remaining, priority=self.priority, on_send=run.on_send
+                result = await self._sender.reconcile_ambiguous(
+                    remaining,
+                    priority=self.priority,
+                    on_send=run.on_send,
+                    sent_at=_sent_at(entry),
                 )
             except AmbiguousResultError as exc:
                 cause = exc

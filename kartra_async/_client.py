@@ -1,12 +1,11 @@
 """AsyncKartra: configuration, lifecycle and `send()`. Nothing cmd-specific lives here:
-the command table (commands.py) and the builders (chain.py) carry the API's knowledge."""
+the command table (_commands.py: including how an ambiguous call is reconciled) and the
+builders (_chain.py) carry the API's knowledge."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import copy
 import ipaddress
 import logging
 import math
@@ -25,13 +24,12 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import cached_property
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 import anyio
-import attrs
 import httpx
 
 from ._bulk import FanOut, Journal, Reconciler, Summary
@@ -43,7 +41,7 @@ from ._chain import (
     lead_identity,
     send_single,
 )
-from ._commands import COMMANDS, Call, Safety, unknown_command
+from ._commands import COMMANDS, Call, unknown_command
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_DEADLINE,
@@ -51,12 +49,6 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     MAX_ANSWER_BYTES,
     MAX_FORM_VARS,
-    RATE_LIMIT_PAUSE,
-    RATE_LIMIT_PAUSE_MAX,
-    RATE_LIMIT_RESENDS,
-    RECONCILE_CLEARLY_BEFORE,
-    RECONCILE_CLOCK_SKEW,
-    SERVER_RETRY_AFTER_MAX,
     USER_AGENT,
 )
 from ._form import encode_form
@@ -64,24 +56,20 @@ from ._redact import mask
 from ._response import excerpt, read_response, retry_after
 from ._retry import Decision, RetryEvent, RetryPolicy, ambiguous_error, decide
 from ._scrub import Redactor
+from ._types import NOT_GIVEN, NotGiven
 from .errors import (
-    ERROR_CODES,
-    AmbiguousResultError,
     KartraConnectionError,
     KartraError,
     KartraResponseError,
     KartraServerError,
     KartraTimeoutError,
     KartraValidationError,
-    LeadExistsError,
-    LeadNotFoundError,
     RateLimitError,
     TransportFailure,
-    error_from_code,
 )
 from .limits import Grant, Priority, RateLimiter, shared_limiter
-from .models.lead import Lead, LeadRef
-from .models.results import ActionResult, ChainResult
+from .models.lead import Lead
+from .models.results import ChainResult
 
 __all__ = ["AsyncKartra"]
 
@@ -122,20 +110,6 @@ def _check_base_url(base_url: str) -> httpx.URL:
     )
 
 
-class _Shared:
-    def __repr__(self) -> str:
-        return "SHARED"
-
-
-SHARED: Any = _Shared()
-"""limiter=SHARED (the default): the in-process limiter of the App (limits.shared_limiter)."""
-
-#: the on_send of a reconcile_create in progress, for the sends _reconcile makes
-_ON_SEND: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
-    "kartra_async_on_send", default=None
-)
-
-
 def _seconds(field: str, value: Any, *, finite: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise KartraValidationError(field, f"must be a number of seconds (got {value!r})")
@@ -156,6 +130,12 @@ def _check_timeout(value: Any) -> httpx.Timeout | float | None:
                 _seconds(f"timeout.{name}", seconds)
         return value
     return _seconds("timeout", value)
+
+
+def _flag(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise KartraValidationError(field, f"must be True or False (got {value!r})")
+    return value
 
 
 def _count(field: str, value: Any, minimum: int) -> int:
@@ -329,13 +309,19 @@ class AsyncKartra:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         limits: httpx.Limits = DEFAULT_LIMITS,
-        limiter: RateLimiter | None = SHARED,
-        rate_limit_resends: int = RATE_LIMIT_RESENDS,
+        limiter: RateLimiter | NotGiven | None = NOT_GIVEN,
         retry: RetryPolicy | None = None,
+        reconcile: bool = False,
         deadline: float = DEFAULT_DEADLINE,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         max_form_vars: int = MAX_FORM_VARS,
     ) -> None:
+        """`limiter`: not given, the App's shared in-process limiter
+        (`kartra_async.limits.shared_limiter`, or the fake's when `transport` serves a
+        FakeKartra); None: no limiting. `retry`: when and how patiently failed and
+        429-refused calls are sent again (default `RetryPolicy()`). `reconcile`: settle an
+        ambiguous call with its first cmd's strategy in the command table (a chain that
+        creates its lead: look the lead up) instead of raising AmbiguousResultError."""
         for field, value in (
             ("app_id", app_id),
             ("api_key", api_key),
@@ -347,40 +333,84 @@ class AsyncKartra:
                 value.encode()
             except UnicodeEncodeError:
                 raise KartraValidationError(field, "is not encodable as UTF-8") from None
-        self._url = _check_base_url(base_url)
+        url = _check_base_url(base_url)
         timeout = _check_timeout(timeout)
+        deadline = _seconds("deadline", deadline, finite=True)
+        max_answer_bytes = _count("max_answer_bytes", max_answer_bytes, 1)
+        if http_client is not None and transport is not None:
+            raise ValueError("give http_client or transport, not both")
+        if isinstance(limiter, NotGiven):
+            # a transport that serves a fake Kartra brings the limiter of the fake's App
+            own = getattr(transport, "shared_limiter", None)
+            limiter = own(app_id) if own is not None else shared_limiter(app_id)
+        http = http_client or httpx.AsyncClient(
+            timeout=timeout, limits=limits, transport=transport, headers=_HEADERS
+        )
+        self._configure(
+            app_id=app_id,
+            secrets=(api_key, api_password),
+            url=url,
+            http=http,
+            owns_http=http_client is None,
+            owns_pool=http_client is None,
+            timeout=timeout,
+            request_timeout=None,
+            limiter=limiter,
+            retry=retry or RetryPolicy(),
+            reconcile=_flag("reconcile", reconcile),
+            deadline=deadline,
+            max_answer_bytes=max_answer_bytes,
+            max_form_vars=max_form_vars,
+            clock=_utc_now,
+        )
+
+    def _configure(
+        self,
+        *,
+        app_id: str,
+        secrets: tuple[str, str],
+        url: httpx.URL,
+        http: httpx.AsyncClient,
+        owns_http: bool,
+        owns_pool: bool,
+        timeout: httpx.Timeout | float | None,
+        request_timeout: httpx.Timeout | None,
+        limiter: RateLimiter | None,
+        retry: RetryPolicy,
+        reconcile: bool,
+        deadline: float,
+        max_answer_bytes: int,
+        max_form_vars: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """Set every field of the instance (the constructor and `with_options` both come here)."""
         self.app_id = app_id
-        self._secrets = (api_key, api_password)
-        self._redact = Redactor(self._secrets)
+        self._url = url
+        self._secrets = secrets
+        self._redact = Redactor(secrets)
+        api_key, api_password = secrets
         # the credentials' share of every body, encoded once
         self._form_prefix = encode_form(
             {"app_id": app_id, "api_key": api_key, "api_password": api_password}
         )
         self._prefix_vars = self._form_prefix.count("&") + 1
-        self._deadline = _seconds("deadline", deadline, finite=True)
-        self._max_answer_bytes = _count("max_answer_bytes", max_answer_bytes, 1)
+        self._deadline = deadline
+        self._max_answer_bytes = max_answer_bytes
         self._max_form_vars = _count("max_form_vars", max_form_vars, self._prefix_vars + 1)
-        self._clock: Callable[[], datetime] = _utc_now  #: wall clock (reconcile)
-        if http_client is not None and transport is not None:
-            raise ValueError("give http_client or transport, not both")
-        self._owns_http = http_client is None
-        self._owns_pool = http_client is None  #: stays True in with_options views
+        self._clock = clock  #: wall clock (a reconcile's send time)
+        self._http = http
+        self._owns_http = owns_http  #: aclose() closes the pool
+        self._owns_pool = owns_pool  #: the pool is ours (views included): no merging needed
         # our own pool carries the headers; a borrowed one gets them on each request
-        self._headers: dict[str, str] | None = None if http_client is None else _BORROWED_HEADERS
-        self._http = http_client or httpx.AsyncClient(
-            timeout=timeout, limits=limits, transport=transport, headers=_HEADERS
-        )
+        self._headers: dict[str, str] | None = None if owns_pool else _BORROWED_HEADERS
         self._timeout = timeout
-        if limiter is SHARED:
-            # a transport that serves a fake Kartra brings the limiter of the fake's App
-            own = getattr(transport, "shared_limiter", None)
-            limiter = own(app_id) if own is not None else shared_limiter(app_id)
+        self._request_timeout = request_timeout
         #: the rate limiter every request waits on (None: no limiting)
         self.limiter: RateLimiter | None = limiter
-        self._resends = rate_limit_resends
-        #: how failed calls are sent again (never when a repeat could do harm)
-        self.retry = retry or RetryPolicy()
-        self._request_timeout: httpx.Timeout | None = None
+        #: when and how patiently failed and 429-refused calls are sent again
+        self.retry: RetryPolicy = retry
+        #: whether an ambiguous call is reconciled with its first cmd's strategy
+        self.reconcile: bool = reconcile
         self._closed = False
 
     @classmethod
@@ -423,43 +453,73 @@ class AsyncKartra:
     def with_options(
         self,
         *,
-        retry: RetryPolicy | None = None,
-        timeout: httpx.Timeout | float | None = None,
-        limiter: RateLimiter | None = SHARED,
-        deadline: float | None = None,
-        max_answer_bytes: int | None = None,
-        max_form_vars: int | None = None,
+        retry: RetryPolicy | NotGiven = NOT_GIVEN,
+        reconcile: bool | NotGiven = NOT_GIVEN,
+        timeout: httpx.Timeout | float | NotGiven | None = NOT_GIVEN,
+        limiter: RateLimiter | NotGiven | None = NOT_GIVEN,
+        deadline: float | NotGiven = NOT_GIVEN,
+        max_answer_bytes: int | NotGiven = NOT_GIVEN,
+        max_form_vars: int | NotGiven = NOT_GIVEN,
     ) -> AsyncKartra:
-        """A view of this client with other settings for the calls made through it
-        (same pool, credentials and, unless given, limiter), e.g.
+        """A new client for the calls made through it, with other settings and the same
+        connection pool and credentials, e.g.
         `await kartra.with_options(retry=RetryPolicy(max_attempts=5), timeout=60).account.tags()`.
-        None leaves a setting as it is."""
-        if timeout is not None:
-            timeout = _check_timeout(timeout)
-        if deadline is not None:
-            deadline = _seconds("deadline", deadline, finite=True)
-        if max_answer_bytes is not None:
-            max_answer_bytes = _count("max_answer_bytes", max_answer_bytes, 1)
-        if max_form_vars is not None:
-            max_form_vars = _count("max_form_vars", max_form_vars, self._prefix_vars + 1)
-        view = copy.copy(self)
-        for name in ("account", "transactions", "subscriptions"):
-            view.__dict__.pop(name, None)  # cached views bound to the original
-        view._owns_http = False
-        if retry is not None:
-            view.retry = retry
-        if timeout is not None:
-            view._request_timeout = (
-                timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        What is not given stays as it is (`limiter=None`: no limiting, `timeout=None`: no
+        httpx timeouts, the deadline still applies). Closing it never closes the pool."""
+        request_timeout = self._request_timeout
+        if not isinstance(timeout, NotGiven):
+            checked = _check_timeout(timeout)
+            request_timeout = (
+                checked if isinstance(checked, httpx.Timeout) else httpx.Timeout(checked)
             )
-        if limiter is not SHARED:
-            view.limiter = limiter
-        if deadline is not None:
-            view._deadline = deadline
-        if max_answer_bytes is not None:
-            view._max_answer_bytes = max_answer_bytes
-        if max_form_vars is not None:
-            view._max_form_vars = max_form_vars
+        return self._clone(
+            retry=self.retry if isinstance(retry, NotGiven) else retry,
+            reconcile=self.reconcile
+            if isinstance(reconcile, NotGiven)
+            else _flag("reconcile", reconcile),
+            request_timeout=request_timeout,
+            limiter=self.limiter if isinstance(limiter, NotGiven) else limiter,
+            deadline=self._deadline
+            if isinstance(deadline, NotGiven)
+            else _seconds("deadline", deadline, finite=True),
+            max_answer_bytes=self._max_answer_bytes
+            if isinstance(max_answer_bytes, NotGiven)
+            else _count("max_answer_bytes", max_answer_bytes, 1),
+            max_form_vars=self._max_form_vars
+            if isinstance(max_form_vars, NotGiven)
+            else max_form_vars,
+        )
+
+    def _clone(
+        self,
+        *,
+        retry: RetryPolicy,
+        reconcile: bool,
+        request_timeout: httpx.Timeout | None,
+        limiter: RateLimiter | None,
+        deadline: float,
+        max_answer_bytes: int,
+        max_form_vars: int,
+    ) -> AsyncKartra:
+        """A new instance on this one's pool, credentials and clock, never owning the pool."""
+        view = type(self).__new__(type(self))
+        view._configure(
+            app_id=self.app_id,
+            secrets=self._secrets,
+            url=self._url,
+            http=self._http,
+            owns_http=False,
+            owns_pool=self._owns_pool,
+            timeout=self._timeout,
+            request_timeout=request_timeout,
+            limiter=limiter,
+            retry=retry,
+            reconcile=reconcile,
+            deadline=deadline,
+            max_answer_bytes=max_answer_bytes,
+            max_form_vars=max_form_vars,
+            clock=self._clock,
+        )
         return view
 
     def __del__(self) -> None:
@@ -519,7 +579,8 @@ class AsyncKartra:
         KartraValidationError, before sending, for neither, both or a bad value."""
         command = COMMANDS["get_lead"]
         wire = command.build({"id": id, "email": email})
-        return await send_single(self, Call({"get_lead": wire}, (command,), wire.get("id")), Lead)
+        call = Call({command.params_in: wire}, (command,), wire.get("id"))
+        return await send_single(self, call, Lead)
 
     async def call(
         self, actions: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | None = None
@@ -553,40 +614,43 @@ class AsyncKartra:
         *,
         priority: Priority = "interactive",
         retry: RetryPolicy | None = None,
+        reconcile: bool | NotGiven = NOT_GIVEN,
         on_send: Callable[[], None] | None = None,
     ) -> ChainResult:
         """Send one compiled call as ONE POST and read Kartra's answer.
 
         Waits for the rate limiter first. HTTP 429 pauses the whole App and sends the call
         again (Kartra did not apply it). Failures are sent again only where a repeat
-        cannot do harm (see kartra_async._retry); otherwise AmbiguousResultError.
-        `on_send` is called once per attempt, after the limiter's grant, right before the
-        request leaves; what it raises stops the attempt unsent.
+        cannot do harm (see kartra_async._retry); otherwise AmbiguousResultError, or, with
+        `reconcile` (default: the client's), the call's first cmd's strategy settles it.
+        `retry` overrides the client's RetryPolicy for this call. `on_send` is called once
+        per attempt, after the limiter's grant, right before the request leaves; what it
+        raises stops the attempt unsent.
         """
         if self._closed:
             raise RuntimeError("this AsyncKartra is closed")
         policy = retry or self.retry
-        on_send = on_send or _ON_SEND.get()
         content = self._encode(call)
-        reconcile = policy.reconcile_create and call.cmds[:1] == ("create_lead",)
-        sent_at = self._clock() if reconcile else None
+        wanted = self.reconcile if isinstance(reconcile, NotGiven) else reconcile
+        strategy = call.commands[0].reconcile if wanted and call.commands else None
+        sent_at = self._clock() if strategy is not None else None
         attempt = 1
         while True:
             try:
-                return await self._send_once(content, call, priority, on_send)
+                return await self._send_once(content, call, priority, policy, on_send)
             except KartraError as error:
                 decision = decide(error, call)
-                if decision == Decision.RAISE:
+                if decision is Decision.RAISE:
                     raise
-                if decision == Decision.AMBIGUOUS:
-                    if reconcile:
-                        return await self._reconcile(call, error, priority, policy, sent_at)
+                if decision is Decision.AMBIGUOUS:
+                    if strategy is not None:
+                        return await self._settle(call, error, priority, policy, sent_at, None)
                     raise ambiguous_error(call, error) from error
                 if attempt >= policy.max_attempts:
                     raise
                 delay = policy.delay(attempt)
                 if isinstance(error, KartraServerError) and error.retry_after is not None:
-                    delay = max(delay, min(error.retry_after, SERVER_RETRY_AFTER_MAX))
+                    delay = max(delay, min(error.retry_after, policy.server_retry_after_max))
                 attempt += 1
                 logger.info(
                     "%s failed (%s); attempt %d in %.2fs",
@@ -598,6 +662,47 @@ class AsyncKartra:
                 if policy.on_retry is not None:
                     policy.on_retry(RetryEvent(attempt, delay, error, call.cmds))
                 await policy.sleep(delay)
+
+    async def reconcile_ambiguous(
+        self,
+        call: Call,
+        *,
+        priority: Priority = "interactive",
+        on_send: Callable[[], None] | None = None,
+        sent_at: datetime | None = None,
+    ) -> ChainResult:
+        """Settle `call`, which may or may not have been applied, with its first cmd's
+        strategy in the command table (`Command.reconcile`; a chain that creates its
+        lead looks the lead up); used by fan_out to resume items in flight at a crash.
+        ValueError if the first cmd has none. `on_send` is called before each request
+        it makes (lookups included).
+
+        `sent_at` (aware) is when the call was first sent: a lead found that joined
+        before it (allowing RECONCILE_CLOCK_SKEW and date_joined's minute precision)
+        was not made by the call. None means unknown: the lead found is taken as made
+        by the call, as nothing can prove otherwise."""
+        if call.commands[0].reconcile is None:
+            raise ValueError(f"{call.cmds[0]} has no reconcile strategy in the command table")
+        return await self._settle(call, None, priority, self.retry, sent_at, on_send)
+
+    async def _settle(
+        self,
+        call: Call,
+        error: KartraError | None,
+        priority: Priority,
+        policy: RetryPolicy,
+        sent_at: datetime | None,
+        on_send: Callable[[], None] | None,
+    ) -> ChainResult:
+        strategy = call.commands[0].reconcile
+        assert strategy is not None
+
+        async def send(again: Call) -> ChainResult:
+            return await self.send(
+                again, priority=priority, retry=policy, reconcile=False, on_send=on_send
+            )
+
+        return await strategy(call, error, send=send, sent_at=sent_at, clock=self._clock)
 
     def _encode(self, call: Call) -> bytes:
         """The request body: credentials, then the call, PHP-encoded, within max_form_vars."""
@@ -628,6 +733,7 @@ class AsyncKartra:
         content: bytes,
         call: Call,
         priority: Priority,
+        policy: RetryPolicy,
         on_send: Callable[[], None] | None = None,
     ) -> ChainResult:
         limiter = self.limiter
@@ -651,35 +757,13 @@ class AsyncKartra:
                 return self._read(response, call)
             retry_after = _retry_after(response.headers.get("retry-after"))
             if limiter is not None:
-                await limiter.backoff(min(retry_after or RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE_MAX))
-            if limiter is None or resends >= self._resends:
+                await limiter.backoff(policy.rate_limit_delay(retry_after))
+            if limiter is None or resends >= policy.rate_limit_resends:
                 raise RateLimitError(
                     f"Kartra answered 429 Too many requests ({resends} resends)",
                     retry_after=retry_after,
                 )
             resends += 1
-
-    async def reconcile_create(
-        self,
-        call: Call,
-        *,
-        priority: Priority = "interactive",
-        on_send: Callable[[], None] | None = None,
-        sent_at: datetime | None = None,
-    ) -> ChainResult:
-        """Finish a chain that starts with create_lead and may or may not have been applied
-        (see `_reconcile`); used by fan_out to resume items in flight at a crash.
-        `on_send` is called before each request it makes (lookups included).
-
-        `sent_at` (aware) is when the call was first sent: a lead found that joined
-        before it (allowing RECONCILE_CLOCK_SKEW and date_joined's minute precision)
-        was not made by the call. None means unknown: the lead found is taken as made
-        by the call, as nothing can prove otherwise."""
-        token = _ON_SEND.set(on_send)
-        try:
-            return await self._reconcile(call, None, priority, self.retry, sent_at)
-        finally:
-            _ON_SEND.reset(token)
 
     def fan_out(
         self,
@@ -719,88 +803,6 @@ class AsyncKartra:
             reconcile=reconcile,
             job=job,
             adopt_journal=adopt_journal,
-        )
-
-    async def _reconcile(
-        self,
-        call: Call,
-        error: KartraError | None,
-        priority: Priority,
-        policy: RetryPolicy,
-        sent_at: datetime | None,
-    ) -> ChainResult:
-        """An ambiguous chain that starts with create_lead: look the lead up (get_lead).
-
-        Not found: nothing was applied (every other action needs the lead), so the chain
-        is sent again. Found: create_lead counts as applied only if the lead joined at or
-        after the send (`_joined_since`); a lead that clearly predates the call raises
-        the LeadExistsError the call would have met, and one that cannot be told apart
-        raises AmbiguousResultError: the rest of the chain is never applied to a lead
-        that may have existed before. Then the rest is sent if every remaining cmd is
-        safe to repeat."""
-        policy = attrs.evolve(policy, reconcile_create=False)
-        email = call.payload["lead"].get("email")
-        get_lead = COMMANDS["get_lead"]
-        lookup = Call({"get_lead": get_lead.build({"email": email})}, (get_lead,))
-        try:
-            found = await self.send(lookup, priority=priority, retry=policy)
-        except LeadNotFoundError:
-            logger.info("create_lead for %s was not applied: sending the chain again", email)
-            return await self.send(call, priority=priority, retry=policy)
-        except KartraError as exc:
-            raise ambiguous_error(
-                call,
-                KartraError(
-                    f"{error or 'the call was interrupted'}; looking the lead up failed: {exc}"
-                ),
-            ) from error
-        lead = found.actions[0].data
-        lead_id = found.lead_id
-        joined = getattr(lead, "date_joined", None)
-        verdict = _joined_since(joined, sent_at, self._clock())
-        if verdict is False:
-            exists = LeadExistsError(
-                ERROR_CODES[244].message, code=244, cmd="create_lead", action_index=0
-            )
-            logger.info(
-                "create_lead for %s was not applied: lead %s joined %s, before the call",
-                email, lead_id, joined,
-            )  # fmt: skip
-            raise exists from error
-        if verdict is None:
-            raise AmbiguousResultError(
-                f"create_lead for lead {email} may or may not have been applied: "
-                f"{error or 'the call was interrupted'}. Lead {lead_id} exists, but its "
-                f"date_joined ({joined or 'unknown'}) does not tell whether this call created "
-                f"it or it existed before (first sent {sent_at:%Y-%m-%d %H:%M:%S %Z}, allowing "
-                f"{RECONCILE_CLOCK_SKEW:g} s of clock skew), so the rest of the chain was not "
-                "applied to it. "
-                "To find out: look at the lead in Kartra.",
-                call=call,
-                cause=error,
-            ) from error
-        rest, actions = call.commands[1:], list(call.payload["actions"][1:])
-        if any(c.safety is Safety.UNSAFE for c in rest):
-            cause = error or KartraError(
-                f"create_lead was applied (lead {lead_id}); the rest may not have been"
-            )
-            raise ambiguous_error(call, cause) from error
-        created = ActionResult(
-            index=0, cmd="create_lead", ok=True, code=None,
-            message="reconciled: the lead exists after an ambiguous create_lead",
-            data=LeadRef(lead_id) if lead_id is not None else None,
-        )  # fmt: skip
-        if not rest:
-            return ChainResult(actions=(created,), lead_id=lead_id, raw=found.raw)
-        remaining = await self.send(
-            Call({"lead": {"id": lead_id}, "actions": actions}, rest, lead_id),
-            priority=priority,
-            retry=policy,
-        )
-        return ChainResult(
-            actions=(created, *(_shifted(a, 1) for a in remaining.actions)),
-            lead_id=lead_id,
-            raw=remaining.raw,
         )
 
     async def _post(self, content: bytes, call: Call, grant: Grant | None = None) -> _Answer:
@@ -1018,42 +1020,6 @@ def _unencodable(payload: Any, path: str = "", *, nul: bool = False) -> str | No
         if found is not None:
             return found
     return None
-
-
-def _joined_since(joined: datetime | None, sent_at: datetime | None, now: datetime) -> bool | None:
-    """Whether a lead with this date_joined was created by a call first sent at
-    `sent_at`: True, False (it clearly predates the call) or None (cannot tell).
-
-    Kartra's clock may differ from ours by up to RECONCILE_CLOCK_SKEW and date_joined
-    may be cut to the minute, so the bound is `sent_at - skew`, floored to the minute;
-    "clearly predates" means more than RECONCILE_CLEARLY_BEFORE before that bound. A
-    naive time of the hour repeated when US Eastern time falls back reads two ways:
-    both must agree. A date_joined past `now` (plus the same allowance) means the
-    clocks are further apart than allowed: cannot tell. With no `sent_at`, the lead
-    is taken as the call's (nothing can prove otherwise)."""
-    if sent_at is None:
-        return True
-    if joined is None or joined.tzinfo is None:
-        return None
-    skew = timedelta(seconds=RECONCILE_CLOCK_SKEW)
-    bound = (sent_at - skew).astimezone(timezone.utc).replace(second=0, microsecond=0)
-    early = joined.replace(fold=0).astimezone(timezone.utc)
-    late = joined.replace(fold=1).astimezone(timezone.utc)
-    if late < bound - timedelta(seconds=RECONCILE_CLEARLY_BEFORE):
-        return False
-    if early < bound or early > now + skew + timedelta(minutes=1):
-        return None
-    return True
-
-
-def _shifted(action: ActionResult, by: int) -> ActionResult:
-    index = action.index + by
-    error = action.error
-    if error is not None:
-        error = error_from_code(
-            error.code, error.message, cmd=error.cmd, action_index=index, raw=error.raw
-        )
-    return attrs.evolve(action, index=index, error=error)
 
 
 def _tracer(grant: Grant) -> Callable[[str, dict[str, Any]], Awaitable[None]]:

@@ -4,20 +4,23 @@ Each row says the wire name, where its parameters go (`actions[i]`, `lead` or
 `get_lead`), every documented constraint on them, whether the cmd works on a
 lead or on the account, whether sending it twice could do harm (`Safety`, with
 the reason), the codes the docs list for it and the key its result lives
-under. The builder (chain.py), validation, the response reader (wire.py), the
-retry policy and the fake server all read this table: adding a cmd is one row
-here and a one-line builder method.
+under, whether that result names the call's lead, how the docs print its answer
+when it is a call's only action, and how an ambiguous call that starts with it is
+reconciled (`Reconcile`). The builder (_chain.py), validation, the response reader
+(_response.py), the retry policy, the client, fan_out and the fake server all read
+this table: adding a cmd is one row here and a one-line builder method.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -27,8 +30,18 @@ from ._constants import (
     MAX_INT_DIGITS,
     MAX_NAME_CHARS,
     MAX_TEXT_BYTES,
+    RECONCILE_CLEARLY_BEFORE,
+    RECONCILE_CLOCK_SKEW,
 )
-from .errors import KartraValidationError
+from .errors import (
+    ERROR_CODES,
+    AmbiguousResultError,
+    KartraError,
+    KartraValidationError,
+    LeadExistsError,
+    LeadNotFoundError,
+    error_from_code,
+)
 from .models.account import CustomField
 from .models.lead import Lead, LeadRef
 from .models.payments import (
@@ -39,6 +52,7 @@ from .models.payments import (
     TransactionDetails,
     TransactionSummary,
 )
+from .models.results import ActionResult, ChainResult
 
 __all__ = [
     "COMMANDS",
@@ -46,11 +60,19 @@ __all__ = [
     "LEAD_FIELDS",
     "TIME_ZONES",
     "UNTIL_CANCELLED",
+    "AnswerForm",
+    "Call",
     "Command",
+    "LookUpCreatedLead",
     "Param",
+    "Reconcile",
     "Safety",
     "Scope",
+    "ambiguous_error",
+    "unknown_command",
 ]
+
+logger = logging.getLogger("kartra_async")
 
 
 class Scope(enum.Enum):
@@ -75,6 +97,32 @@ class _Invalid(Exception):
 
 Check = Callable[[Any], Any]
 """Takes the user's value, returns the value to put on the wire, or raises _Invalid."""
+
+AnswerForm = Literal["flat", "wrapped", "unwrapped"]
+"""How Kartra's docs print a cmd's answer when it is a call's only action: "flat"
+(`{"status", "message", "type"}` plus its data at the top level), "wrapped" (inside
+`actions`, as a chain's) or "unwrapped" (`{cmd: {...}}` at the top level)."""
+
+
+class Reconcile(Protocol):
+    """How a call that starts with a row's cmd, and whose result is ambiguous (it may or
+    may not have been applied), is settled without applying anything twice.
+
+    `send` sends a call with the caller's priority and retry policy, never reconciling
+    again; `sent_at` (aware) is when the call was first sent (None: unknown); `clock`
+    is the wall clock. It returns the call's result, or raises what the call would
+    have raised, or AmbiguousResultError when nobody can tell.
+    """
+
+    async def __call__(
+        self,
+        call: Call,
+        error: KartraError | None,
+        *,
+        send: Callable[[Call], Awaitable[ChainResult]],
+        sent_at: datetime | None,
+        clock: Callable[[], datetime],
+    ) -> ChainResult: ...
 
 
 @attrs.frozen
@@ -106,8 +154,16 @@ class Command:
     result_key: str | None = None
     #: the type the result's data is structured into (models/); None: message only
     result: Any = None
+    #: its result names the call's lead (ChainResult.lead_id is read from it)
+    names_lead: bool = False
+    #: the point of the cmd is its data: a success without it is not an answer
+    data_required: bool = False
+    #: how the docs print its answer when it is a call's only action (the fake answers so)
+    single_form: AnswerForm = "flat"
     #: for unsafe cmds: how to find out whether an ambiguous call was applied
     check: str = ""
+    #: how an ambiguous call that starts with this cmd is settled (None: it is not)
+    reconcile: Reconcile | None = attrs.field(default=None, eq=False, repr=False)
     success_code: int | None = None
     error_codes: frozenset[int] = frozenset()
     _by_name: Mapping[str, Param] = attrs.field(init=False, repr=False, eq=False)
@@ -569,6 +625,138 @@ LEAD_FIELDS: tuple[Param, ...] = (
     _p("custom_fields", _custom_fields),
 )
 
+# --------------------------------------------------------------------------- reconcile
+
+
+def _joined_since(joined: datetime | None, sent_at: datetime | None, now: datetime) -> bool | None:
+    """Whether a lead with this date_joined was created by a call first sent at
+    `sent_at`: True, False (it clearly predates the call) or None (cannot tell).
+
+    Kartra's clock may differ from ours by up to RECONCILE_CLOCK_SKEW and date_joined
+    may be cut to the minute, so the bound is `sent_at - skew`, floored to the minute;
+    "clearly predates" means more than RECONCILE_CLEARLY_BEFORE before that bound. A
+    naive time of the hour repeated when US Eastern time falls back reads two ways:
+    both must agree. A date_joined past `now` (plus the same allowance) means the
+    clocks are further apart than allowed: cannot tell. With no `sent_at`, the lead
+    is taken as the call's (nothing can prove otherwise)."""
+    if sent_at is None:
+        return True
+    if joined is None or joined.tzinfo is None:
+        return None
+    skew = timedelta(seconds=RECONCILE_CLOCK_SKEW)
+    bound = (sent_at - skew).astimezone(timezone.utc).replace(second=0, microsecond=0)
+    early = joined.replace(fold=0).astimezone(timezone.utc)
+    late = joined.replace(fold=1).astimezone(timezone.utc)
+    if late < bound - timedelta(seconds=RECONCILE_CLEARLY_BEFORE):
+        return False
+    if early < bound or early > now + skew + timedelta(minutes=1):
+        return None
+    return True
+
+
+def _shifted(action: ActionResult, by: int) -> ActionResult:
+    """An action's result renumbered `by` places later (its error too)."""
+    index = action.index + by
+    error = action.error
+    if error is not None:
+        error = error_from_code(
+            error.code, error.message, cmd=error.cmd, action_index=index, raw=error.raw
+        )
+    return attrs.evolve(action, index=index, error=error)
+
+
+@attrs.frozen
+class LookUpCreatedLead:
+    """`Reconcile` for a chain whose first action creates its lead: look the lead up
+    by email with `lookup` (get_lead).
+
+    Not found: nothing was applied (every other action needs the lead), so the chain
+    is sent again. Found: the create counts as applied only if the lead joined at or
+    after the send (`_joined_since`); a lead that clearly predates the call raises the
+    LeadExistsError the call would have met, and one that cannot be told apart raises
+    AmbiguousResultError: the rest of the chain is never applied to a lead that may
+    have existed before. Then the rest is sent, by lead id, if every remaining cmd is
+    safe to repeat."""
+
+    lookup: str = "get_lead"  #: the cmd that reads the lead by email
+    exists_code: int = 244  #: the code the call meets when the lead already exists
+
+    async def __call__(
+        self,
+        call: Call,
+        error: KartraError | None,
+        *,
+        send: Callable[[Call], Awaitable[ChainResult]],
+        sent_at: datetime | None,
+        clock: Callable[[], datetime],
+    ) -> ChainResult:
+        first = call.commands[0]
+        email = call.payload["lead"].get("email")
+        lookup = COMMANDS[self.lookup]
+        try:
+            found = await send(Call({lookup.params_in: lookup.build({"email": email})}, (lookup,)))
+        except LeadNotFoundError:
+            logger.info("%s for %s was not applied: sending the chain again", first.name, email)
+            return await send(call)
+        except KartraError as exc:
+            raise ambiguous_error(
+                call,
+                KartraError(
+                    f"{error or 'the call was interrupted'}; looking the lead up failed: {exc}"
+                ),
+            ) from error
+        lead_id = found.lead_id
+        joined = getattr(found.actions[0].data, "date_joined", None)
+        verdict = _joined_since(joined, sent_at, clock())
+        if verdict is False:
+            exists = LeadExistsError(
+                ERROR_CODES[self.exists_code].message,
+                code=self.exists_code,
+                cmd=first.name,
+                action_index=0,
+            )
+            logger.info(
+                "%s for %s was not applied: lead %s joined %s, before the call",
+                first.name, email, lead_id, joined,
+            )  # fmt: skip
+            raise exists from error
+        if verdict is None:
+            sent = f"{sent_at:%Y-%m-%d %H:%M:%S %Z}" if sent_at is not None else "unknown"
+            raise AmbiguousResultError(
+                f"{first.name} for lead {email} may or may not have been applied: "
+                f"{error or 'the call was interrupted'}. Lead {lead_id} exists, but its "
+                f"date_joined ({joined or 'unknown'}) does not tell whether this call created "
+                f"it or it existed before (first sent {sent}, allowing "
+                f"{RECONCILE_CLOCK_SKEW:g} s of clock skew), so the rest of the chain was not "
+                "applied to it. "
+                "To find out: look at the lead in Kartra.",
+                call=call,
+                cause=error,
+            ) from error
+        rest, actions = call.commands[1:], list(call.payload["actions"][1:])
+        if any(c.safety is Safety.UNSAFE for c in rest):
+            cause = error or KartraError(
+                f"{first.name} was applied (lead {lead_id}); the rest may not have been"
+            )
+            raise ambiguous_error(call, cause) from error
+        created = ActionResult(
+            index=0, cmd=first.name, ok=True, code=None,
+            message=f"reconciled: the lead exists after an ambiguous {first.name}",
+            data=LeadRef(lead_id) if lead_id is not None else None,
+        )  # fmt: skip
+        if not rest:
+            return ChainResult(actions=(created,), lead_id=lead_id, raw=found.raw)
+        remaining = await send(Call({"lead": {"id": lead_id}, "actions": actions}, rest, lead_id))
+        return ChainResult(
+            actions=(created, *(_shifted(a, 1) for a in remaining.actions)),
+            lead_id=lead_id,
+            raw=remaining.raw,
+        )
+
+
+_LOOK_UP_CREATED_LEAD = LookUpCreatedLead()
+
+
 _LEAD_ID = (_p("id", _ID), _p("email", _email))
 _NOT_FOUND = frozenset({243, 245})
 
@@ -579,26 +767,29 @@ _TABLE: tuple[Command, ...] = (
         "create_lead", Scope.LEAD, Safety.UNSAFE,
         "a repeat answers 244 'Lead already exists' and loses the created id",
         params=(_p("email", _email, required=True), *LEAD_FIELDS),
-        params_in="lead", result_key="lead_details", result=LeadRef, error_codes=frozenset({244, 271}),
+        params_in="lead", result_key="lead_details", result=LeadRef, names_lead=True,
+        single_form="wrapped", error_codes=frozenset({244, 271}),
         check="kartra.lead(email).search() finds the lead if it was created",
+        reconcile=_LOOK_UP_CREATED_LEAD,
     ),
     Command(
         "edit_lead", Scope.LEAD, Safety.IDEMPOTENT,
         "sets fields to the values sent; a repeat writes the same values",
         params=(*_LEAD_ID, *LEAD_FIELDS, _p("new_email", _email)),
         params_in="lead", rules=(_either("id", "email", exactly_one=False),),
-        result_key="lead_details", result=LeadRef,
+        result_key="lead_details", result=LeadRef, names_lead=True, single_form="wrapped",
         error_codes=frozenset({243, 244, 245, 271}),
     ),
     Command(
         "search_lead", Scope.LEAD, Safety.READ_ONLY, "only reads",
         params=_LEAD_ID, params_in="lead", rules=(_either("id", "email", exactly_one=False),),
-        result_key="lead_details", result=LeadRef, error_codes=_NOT_FOUND,
+        result_key="lead_details", result=LeadRef, names_lead=True, error_codes=_NOT_FOUND,
     ),
     Command(
         "get_lead", Scope.GET_LEAD, Safety.READ_ONLY, "only reads",
         params=_LEAD_ID, params_in="get_lead", rules=(_either("email", "id"),),
-        result_key="lead_details", result=Lead, error_codes=frozenset({234, 245}),
+        result_key="lead_details", result=Lead, names_lead=True, data_required=True,
+        error_codes=frozenset({234, 245}),
     ),
     # ---- lead actions
     Command(
@@ -678,12 +869,12 @@ _TABLE: tuple[Command, ...] = (
     Command(
         "retrieve_transactions_from_lead", Scope.LEAD, Safety.READ_ONLY, "only reads",
         result_key="transaction_list", result=list[TransactionSummary],
-        error_codes=_NOT_FOUND,
+        single_form="unwrapped", error_codes=_NOT_FOUND,
     ),
     Command(
         "retrieve_subscriptions_from_lead", Scope.LEAD, Safety.READ_ONLY, "only reads",
         result_key="subscriptions_list", result=list[SubscriptionSummary],
-        error_codes=_NOT_FOUND,
+        single_form="unwrapped", error_codes=_NOT_FOUND,
     ),
     # ---- account
     Command(
@@ -709,7 +900,8 @@ _TABLE: tuple[Command, ...] = (
             _p("transaction_id", _ID, required=True),
             _p("amount", _decimal(minimum=Decimal(0), exclusive_min=True), wire="refund_amount"),
         ),
-        result=RefundResult, error_codes=frozenset({247, 250, 251, 253, 266, 268}),
+        result=RefundResult, single_form="unwrapped",
+        error_codes=frozenset({247, 250, 251, 253, 266, 268}),
         check="kartra.lead(email).transactions() lists a refund transaction if one was made",
     ),
     Command(
@@ -734,7 +926,7 @@ _TABLE: tuple[Command, ...] = (
                 wire="subscription_tax_percent",
             ),
         ),
-        rules=(_subscription_edit,), success_code=115,
+        rules=(_subscription_edit,), success_code=115, single_form="wrapped",
         check="kartra.subscriptions.get(id) shows the subscription's current settings",
         error_codes=frozenset(
             {248, 260, 261, 268, 275, 276, 277, 278, 280, 281, 282, 283, 284, 285, 290}
@@ -748,7 +940,8 @@ _TABLE: tuple[Command, ...] = (
             _p("subscription_id", _ID, wire="transaction_internal_subscription_id"),
         ),
         rules=(_either("transaction_id", "transaction_internal_subscription_id"),),
-        result=CancelResult, error_codes=frozenset({248, 249, 252, 253, 267}),
+        result=CancelResult, single_form="unwrapped",
+        error_codes=frozenset({248, 249, 252, 253, 267}),
         check="kartra.subscriptions.get(id).subscription_status shows Cancelled if it was",
     ),
     Command(
@@ -763,7 +956,8 @@ _TABLE: tuple[Command, ...] = (
                 required=True,
             ),
         ),
-        success_code=115, error_codes=frozenset({248, 252, 267, 274, 275, 284}),
+        success_code=115, single_form="wrapped",
+        error_codes=frozenset({248, 252, 267, 274, 275, 284}),
         check="kartra.subscriptions.get(id).subscription_status shows the status now",
     ),
     Command(
@@ -775,14 +969,14 @@ _TABLE: tuple[Command, ...] = (
     Command(
         "get_subscription_details", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
         params=(_p("subscription_id", _ID, required=True),),
-        result_key="subscription_details", result=SubscriptionDetails,
-        error_codes=frozenset({248}),
+        result_key="subscription_details", result=SubscriptionDetails, data_required=True,
+        single_form="unwrapped", error_codes=frozenset({248}),
     ),
     Command(
         "get_transaction_details", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
         params=(_p("transaction_id", _ID, required=True),),
-        result_key="transaction_details", result=TransactionDetails,
-        error_codes=frozenset({247}),
+        result_key="transaction_details", result=TransactionDetails, data_required=True,
+        single_form="unwrapped", error_codes=frozenset({247}),
     ),
     Command("retrieve_account_tags", Scope.ACCOUNT, Safety.READ_ONLY, "only reads",
             result_key="account_tags", result=list[str]),
@@ -836,3 +1030,21 @@ def unknown_command(name: str) -> Command:
     return COMMANDS.get(name) or Command(
         name, Scope.ACCOUNT, Safety.UNSAFE, "not in the command table: assumed unsafe"
     )
+
+
+def ambiguous_error(call: Call, error: KartraError) -> AmbiguousResultError:
+    """Say what may or may not have happened, and how to find out (each unsafe row's
+    `why` and `check`)."""
+    unsafe = [c for c in call.commands if c.safety is Safety.UNSAFE]
+    what = "; ".join(f"{c.name}: {c.why}" for c in unsafe)
+    checks = sorted({c.check for c in unsafe if c.check})
+    lead = call.payload.get("lead")
+    who = ""
+    if isinstance(lead, dict) and (lead.get("email") or lead.get("id")):
+        who = f" for lead {lead.get('email') or lead.get('id')}"
+    message = (
+        f"{', '.join(call.cmds)}{who} may or may not have been applied: {error}. "
+        f"It was not sent again, since a repeat could do harm ({what}). "
+        f"To find out: {'; '.join(checks) or 'look the change up in Kartra'}."
+    )
+    return AmbiguousResultError(message, call=call, cause=error)

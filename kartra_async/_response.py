@@ -201,7 +201,7 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
         else:
             rest = {k: v for k, v in raw.items() if k not in _ENVELOPE_KEYS}
             data = rest or None
-        if data is None and command.name in _DATA_REQUIRED:
+        if data is None and command.data_required:
             raise fail(f"action {index} ({command.name}) has no {command.result_key}")
         if data is not None and command.result is not None:
             try:
@@ -218,9 +218,6 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
         error=error, raw=raw,
     )  # fmt: skip
 
-
-#: The reads whose whole point is their data: an answer without it is not an answer.
-_DATA_REQUIRED = frozenset({"get_lead", "get_transaction_details", "get_subscription_details"})
 
 _REASON_CHARS = 500
 
@@ -334,12 +331,9 @@ def _read_body(body: dict[str, Any], call: Call, fail: Any) -> ChainResult:
         raise actions[0].error
 
     lead_id = call.lead_id
-    for result in actions:
-        if lead_id is None and result.ok and result.cmd in _LEAD_DETAILS:
+    for command, result in zip(commands, actions, strict=True):
+        if lead_id is None and result.ok and command.names_lead:
             lead_id = _lead_id_of(result.data)
     if lead_id is None:
         lead_id = _lead_id_of(body.get("lead_details"))
     return ChainResult(actions=tuple(actions), lead_id=lead_id, raw=body)
-
-
-_LEAD_DETAILS = frozenset({"create_lead", "edit_lead", "search_lead", "get_lead"})

@@ -55,7 +55,7 @@ from kartra_async import (
     RetryPolicy,
 )
 from kartra_async import errors as errors_module
-from kartra_async._client import _joined_since
+from kartra_async._commands import _joined_since
 from kartra_async._commands import Call, unknown_command
 from kartra_async._constants import (
     KARTRA_TZ,
@@ -1138,7 +1138,7 @@ def test_any_string_is_refused_or_encodes(text: str, where: str) -> None:
 
 
 def _reconciling(fake: FakeKartra) -> AsyncKartra:
-    return fake.client(retry=RetryPolicy(reconcile_create=True, backoff_base=0.001))
+    return fake.client(reconcile=True, retry=RetryPolicy(backoff_base=0.001))
 
 
 async def test_reconcile_never_touches_a_pre_existing_lead(fake: FakeKartra) -> None:

@@ -13,8 +13,7 @@ import pytest
 import respx
 from anyio import wait_all_tasks_blocked
 
-from kartra_async import AsyncKartra, RateLimitError
-from kartra_async import _client as client_module
+from kartra_async import AsyncKartra, RateLimitError, RetryPolicy
 from kartra_async.limits import Limiter, shared_limiter
 from kartra_async.testing import FakeKartra
 
@@ -234,12 +233,15 @@ async def test_a_blocked_app_does_not_delay_another() -> None:
             await free.acquire()
 
 
-async def test_429_pauses_the_app_and_resends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.05)
+async def test_429_pauses_the_app_and_resends() -> None:
     fake = FakeKartra(rate_limit=5, rate_period=0.2)
     fake.seed()
     limiter = Limiter(10, 0.2, margin=0.0)  # believes in twice the App's real budget
-    async with fake.client(limiter=limiter) as kartra, anyio.create_task_group() as tg:
+    retry = RetryPolicy(rate_limit_pause=0.05)
+    async with (
+        fake.client(limiter=limiter, retry=retry) as kartra,
+        anyio.create_task_group() as tg,
+    ):
         for i in range(20):
             tg.start_soon(kartra.lead(f"lead{i}@example.com").create().assign_tag("VIP").send)
     statuses = [r.status for r in fake.requests]
@@ -250,13 +252,13 @@ async def test_429_pauses_the_app_and_resends(monkeypatch: pytest.MonkeyPatch) -
     assert all(fake.lead(f"lead{i}@example.com").tags == ["VIP"] for i in range(20))  # type: ignore[union-attr]
 
 
-async def test_429_resends_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.001)
+async def test_429_resends_are_bounded() -> None:
     with respx.mock(base_url="https://app.kartra.com/api") as router:
         route = router.post("").mock(return_value=httpx.Response(429, text="Too many requests"))
         async with AsyncKartra(
-            app_id(), "k", "p", limiter=Limiter(100, 1.0), rate_limit_resends=3
-        ) as kartra:
+            app_id(), "k", "p", limiter=Limiter(100, 1.0),
+            retry=RetryPolicy(rate_limit_pause=0.001, rate_limit_resends=3),
+        ) as kartra:  # fmt: skip
             with pytest.raises(RateLimitError, match="3 resends"):
                 await kartra.account.tags()
     assert route.call_count == 4

@@ -13,8 +13,7 @@ import httpx
 import pytest
 import respx
 
-from kartra_async import AsyncKartra, RateLimitError
-from kartra_async import _client as client_module
+from kartra_async import AsyncKartra, RateLimitError, RetryPolicy
 from kartra_async.limits import Limiter
 from kartra_async.testing import FakeKartra
 from kartra_async.testing.transport import FakeTransport
@@ -191,10 +190,15 @@ class Refuse(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-def client(fake: FakeKartra, transport: httpx.AsyncBaseTransport, limiter: Limiter) -> AsyncKartra:
+def client(
+    fake: FakeKartra,
+    transport: httpx.AsyncBaseTransport,
+    limiter: Limiter,
+    retry: RetryPolicy | None = None,
+) -> AsyncKartra:
     return AsyncKartra(
         fake.app_id, fake.api_key, fake.api_password, base_url="http://127.0.0.1/api",
-        transport=transport, limiter=limiter,
+        transport=transport, limiter=limiter, retry=retry,
     )  # fmt: skip
 
 
@@ -208,14 +212,12 @@ async def test_a_request_that_never_left_gives_its_slot_back() -> None:
     assert len(limiter._log) == 1
 
 
-async def test_a_429_widens_the_margin_at_once_and_it_narrows_slowly(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.2)
+async def test_a_429_widens_the_margin_at_once_and_it_narrows_slowly() -> None:
     fake = virtual_fake()
     limiter = Limiter(20, 1.0, clock=anyio.current_time)
     transport = Refuse(fake.transport(), too_many=lambda i: i == 6)
-    async with client(fake, transport, limiter) as kartra:
+    retry = RetryPolicy(rate_limit_pause=0.2)
+    async with client(fake, transport, limiter, retry=retry) as kartra:
         for _ in range(5):
             await kartra.account.tags()
         assert limiter.margin == 0.002  # the floor: round trips are 0 here
@@ -230,15 +232,12 @@ async def test_a_429_widens_the_margin_at_once_and_it_narrows_slowly(
     assert limiter.stats.margin == limiter.margin
 
 
-async def test_a_limiter_that_believes_in_too_much_learns_the_real_budget(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_limiter_that_believes_in_too_much_learns_the_real_budget() -> None:
     """6 calls/s against an App that allows 5: each 429 doubles the margin until 6 calls
     take 1.2 s, then the answers stay clean (until it has narrowed back, TCP-like)."""
-    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.2)
     fake = virtual_fake(rate_limit=5, rate_period=1.0)
     limiter = Limiter(6, 1.0, clock=anyio.current_time)
-    async with fake.client(limiter=limiter) as kartra:
+    async with fake.client(limiter=limiter, retry=RetryPolicy(rate_limit_pause=0.2)) as kartra:
         for _ in range(60):
             await kartra.account.tags()
     statuses = [r.status for r in fake.requests]
@@ -280,16 +279,18 @@ def limiter_records(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_a_429_storm_logs_its_first_answer_and_one_summary(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.01)
     caplog.set_level(logging.INFO, logger="kartra_async.limits")
     answers = iter([httpx.Response(429)] * 40 + [httpx.Response(200, json={"status": "Success", "account_tags": ["A"]})] * 40)  # fmt: skip
     with respx.mock(base_url="https://app.kartra.com/api") as router:
         router.post("").mock(side_effect=lambda request: next(answers))
         limiter = Limiter(100, 1.0, margin=0.0, clock=anyio.current_time)
         async with (
-            AsyncKartra(app_id(), "k", "p", limiter=limiter, rate_limit_resends=40) as kartra,
+            AsyncKartra(
+                app_id(), "k", "p", limiter=limiter,
+                retry=RetryPolicy(rate_limit_pause=0.01, rate_limit_resends=40),
+            ) as kartra,  # fmt: skip
             anyio.create_task_group() as tg,
         ):
             for _ in range(20):

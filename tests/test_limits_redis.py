@@ -20,8 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from kartra_async import LimiterUnavailableError
-from kartra_async import _client as client_module
+from kartra_async import LimiterUnavailableError, RetryPolicy
 from kartra_async.limits.redis import RedisLimiter
 from kartra_async.testing import FakeKartra
 
@@ -135,15 +134,12 @@ async def test_a_burst_never_exhausts_the_pool(redis_url: str) -> None:
     assert limiter.stats.grants == 300
 
 
-async def test_client_with_redis_limiter_against_the_fake(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.05)
+async def test_client_with_redis_limiter_against_the_fake(redis_url: str) -> None:
     fake = FakeKartra(rate_limit=5, rate_period=0.2)
     fake.seed()
     async with (
         RedisLimiter(redis_url, fake.app_id + uuid.uuid4().hex, limit=10, period=0.2) as limiter,
-        fake.client(limiter=limiter) as kartra,
+        fake.client(limiter=limiter, retry=RetryPolicy(rate_limit_pause=0.05)) as kartra,
         anyio.create_task_group() as tg,
     ):
         for i in range(15):

@@ -28,7 +28,6 @@ from kartra_async import (
     RetryEvent,
     RetryPolicy,
 )
-from kartra_async import _client as client_module
 from kartra_async._commands import COMMANDS, Call, Safety
 from kartra_async._response import read_response
 from kartra_async.models import LeadRef
@@ -252,7 +251,7 @@ async def test_reconcile_create(fault: str) -> None:
     fake = FakeKartra(rate_limit=None)
     fake.seed()
     fake.faults.inject(fault, times=1)
-    async with fake.client(retry=RetryPolicy(reconcile_create=True, backoff_base=0.001)) as kartra:
+    async with fake.client(reconcile=True, retry=RetryPolicy(backoff_base=0.001)) as kartra:
         result = (
             await kartra.lead("new@example.com")
             .create(first_name="N")
@@ -280,7 +279,7 @@ async def test_reconcile_refuses_when_the_rest_is_unsafe() -> None:
     fake = FakeKartra(rate_limit=None)
     fake.seed()
     fake.faults.inject("drop_after", times=1)
-    async with fake.client(retry=RetryPolicy(reconcile_create=True)) as kartra:
+    async with fake.client(reconcile=True) as kartra:
         with pytest.raises(AmbiguousResultError, match="give_points_to_lead"):
             await kartra.lead("new@example.com").create().give_points(5)
     assert fake.lead("new@example.com").score(fake.now()) == 5  # type: ignore[union-attr]
@@ -357,8 +356,7 @@ async def test_memory_is_flat_over_10000_calls() -> None:
 # ---- soak: 10,000 chains through the fake with faults
 
 
-async def test_soak_10000_chains(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", 0.005)
+async def test_soak_10000_chains() -> None:
     fake = FakeKartra(rate_limit=30, rate_period=0.02, seed=42)
     fake.seed()
     for i in range(3334):
@@ -372,7 +370,9 @@ async def test_soak_10000_chains(monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         fake.faults.inject(kind, share=share)
     limiter = Limiter(200, 0.02, margin=0.0)  # believes in twice the App's budget: 429 bursts
-    retry = RetryPolicy(max_attempts=4, backoff_base=0.0005, backoff_cap=0.002)
+    retry = RetryPolicy(
+        max_attempts=4, backoff_base=0.0005, backoff_cap=0.002, rate_limit_pause=0.005
+    )
     outcomes: dict[int, str] = {}
     limit = anyio.Semaphore(64)
 

@@ -25,7 +25,16 @@ from ._state import (
     Transaction,
 )
 
-__all__ = ["HANDLERS", "LEAD_CMDS", "Context", "KartraFault", "MalformedRequest", "lead_details"]
+__all__ = [
+    "HANDLERS",
+    "LEAD_CMDS",
+    "LEAD_SCOPED",
+    "TOP_LEVEL",
+    "Context",
+    "KartraFault",
+    "MalformedRequest",
+    "lead_details",
+]
 
 
 class KartraFault(Exception):
@@ -202,12 +211,37 @@ def edit_lead(ctx: Context, data: dict[str, Any]) -> FakeLead:
     return lead
 
 
-LEAD_CMDS: dict[str, Callable[[Context, dict[str, Any]], FakeLead]] = {
-    "create_lead": create_lead,
-    "edit_lead": edit_lead,
-    "search_lead": find_lead,
+LeadHandler = Callable[[Context, dict[str, Any]], tuple[FakeLead, dict[str, Any], str]]
+"""A cmd that names the lead: (context, lead[...] form) -> (the lead, the action's
+answer, the lead's status in the envelope: "Created" or "Found")."""
+
+
+def _lead_cmd(act: Callable[[Context, dict[str, Any]], FakeLead], status: str,
+              message: str | None = None) -> LeadHandler:  # fmt: skip
+    def handler(ctx: Context, data: dict[str, Any]) -> tuple[FakeLead, dict[str, Any], str]:
+        lead = act(ctx, data)
+        return lead, ok(message, lead_details={"id": str(lead.id)}), status
+
+    return handler
+
+
+LEAD_CMDS: dict[str, LeadHandler] = {
+    "create_lead": _lead_cmd(create_lead, "Created"),
+    "edit_lead": _lead_cmd(edit_lead, "Found"),
+    "search_lead": _lead_cmd(find_lead, "Found", "Lead found"),
 }
 """The cmds that name the lead (they must be action 0)."""
+
+
+def get_lead(ctx: Context, query: dict[str, Any]) -> dict[str, Any]:
+    found = find_lead(ctx, {"id": query.get("id"), "email": query.get("email")}, missing=234)
+    return {"status": "Success", "lead_details": lead_details(ctx, found)}
+
+
+TOP_LEVEL: dict[str, Callable[[Context, dict[str, Any]], dict[str, Any]]] = {
+    "get_lead": get_lead,
+}
+"""The calls sent as a top-level form key (`get_lead[...]`) instead of an action."""
 
 
 def lead_details(ctx: Context, lead: FakeLead) -> dict[str, Any]:

@@ -31,17 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._commands import COMMANDS
 from .._constants import KARTRA_TZ
 from ._handlers import (
     HANDLERS,
     LEAD_CMDS,
     LEAD_SCOPED,
+    TOP_LEVEL,
     Context,
     KartraFault,
     MalformedRequest,
     find_lead,
-    lead_details,
-    ok,
 )
 from ._php import json_encode, parse_str, values
 from ._state import (
@@ -74,21 +74,6 @@ FAULT_KINDS: dict[str, bool] = {
     "timeout": True,  #: the call was applied, the answer never comes
     "not_json": False,  #: HTTP 200 with an HTML page (a proxy's), nothing applied
     "truncated": True,  #: applied, but the JSON answer is cut short
-}
-
-#: How Kartra's docs print a single action's answer; every other cmd answers "flat"
-#: ({"status": ..., "message": ..., "type": ...} plus its data at the top level).
-_SINGLE_FORM = {
-    "create_lead": "wrapped",
-    "edit_lead": "wrapped",
-    "edit_subscription": "wrapped",
-    "modify_subscription_status": "wrapped",
-    "refund_transaction": "unwrapped",
-    "cancel_transaction": "unwrapped",
-    "get_subscription_details": "unwrapped",
-    "get_transaction_details": "unwrapped",
-    "retrieve_transactions_from_lead": "unwrapped",
-    "retrieve_subscriptions_from_lead": "unwrapped",
 }
 
 
@@ -549,8 +534,7 @@ class FakeKartra:
             return
         actions = values(form.get("actions")) or []
         cmds = tuple(a.get("cmd", "") for a in actions if isinstance(a, dict))
-        if "get_lead" in form:
-            cmds = ("get_lead", *cmds)
+        cmds = (*(name for name in TOP_LEVEL if name in form), *cmds)
         self.requests.append(
             RecordedRequest(
                 form, cmds, reply.status, reply.body, reply.fault, applied, self._clock()
@@ -589,16 +573,14 @@ class FakeKartra:
     def _answer(self, form: dict[str, Any], *, client_ip: str, secure: bool) -> dict[str, Any]:
         app, account = self._authenticate(form, client_ip, secure)
         ctx = Context(account, self.now(), self.test_mode, self.refund_period_days)
-        if "get_lead" in form:
-            query = form["get_lead"]
-            if not isinstance(query, dict):
-                raise KartraFault(236)
-            if "get_lead" in app.forbidden_cmds:
-                raise KartraFault(262)
-            found = find_lead(
-                ctx, {"id": query.get("id"), "email": query.get("email")}, missing=234
-            )
-            return {"status": "Success", "lead_details": lead_details(ctx, found)}
+        for name, top_level in TOP_LEVEL.items():
+            if name in form:
+                query = form[name]
+                if not isinstance(query, dict):
+                    raise KartraFault(236)
+                if name in app.forbidden_cmds:
+                    raise KartraFault(262)
+                return top_level(ctx, query)
         raw_actions = form.get("actions")
         entries = values(raw_actions)
         if entries is None:
@@ -621,13 +603,8 @@ class FakeKartra:
         lead: FakeLead | None = None
         lead_status = None
         if cmds[0] in LEAD_CMDS:
-            lead = LEAD_CMDS[cmds[0]](ctx, lead_form)
-            details = {"id": str(lead.id)}
-            if cmds[0] == "search_lead":
-                results.append(ok("Lead found", lead_details=details))
-            else:
-                results.append(ok(lead_details=details))
-            lead_status = "Created" if cmds[0] == "create_lead" else "Found"
+            lead, first, lead_status = LEAD_CMDS[cmds[0]](ctx, lead_form)
+            results.append(first)
         elif any(c in LEAD_SCOPED for c in cmds):
             lead = find_lead(ctx, lead_form)
             lead_status = "Found"
@@ -675,7 +652,8 @@ def envelope(
     if style == "wrapped" or len(cmds) != 1:
         return wrapped
     cmd, result = cmds[0], results[0]
-    form = _SINGLE_FORM.get(cmd, "flat")
+    # how the docs print it (the command table's single_form); an unknown cmd: flat
+    form = COMMANDS[cmd].single_form if cmd in COMMANDS else "flat"
     failed = result.get("status") == "Error"
     if failed or form == "flat":
         documented = {"status": result.get("status", "Success"), **result}
