@@ -12,7 +12,7 @@ class NotGiven:
     something (e.g. `limiter=None`: no limiting). Falsy, with a readable repr.
 
     Examples:
-        >>> kartra.with_options(limiter=NOT_GIVEN)  # keep the client's limiter
+        >>> assert not NOT_GIVEN and repr(NOT_GIVEN) == "NOT_GIVEN"
     """
 
     _instance: NotGiven | None = None

@@ -288,7 +288,10 @@ async def test_a_429_storm_logs_its_first_answer_and_one_summary(
         limiter = Limiter(100, 1.0, margin=0.0, clock=anyio.current_time)
         async with (
             AsyncKartra(
-                app_id(), "k", "p", limiter=limiter,
+                app_id(),
+                "k",
+                "p",
+                limiter=limiter,
                 retry=RetryPolicy(rate_limit_pause=0.01, rate_limit_resends=40),
             ) as kartra,  # fmt: skip
             anyio.create_task_group() as tg,

@@ -16,6 +16,7 @@ from typing_extensions import assert_type
 import kartra_async
 from kartra_async import (
     ERROR_CODES,
+    NOT_GIVEN,
     UNTIL_CANCELLED,
     ActionResult,
     AsyncKartra,
@@ -33,6 +34,7 @@ from kartra_async import (
     LeadChain,
     LeadRef,
     Limiter,
+    NotGiven,
     Outcome,
     Priority,
     RedisLimiter,
@@ -167,6 +169,19 @@ async def limits_and_retries(kartra: AsyncKartra) -> None:
 
     policy = RetryPolicy(max_attempts=5, backoff_base=0.1, on_retry=on_retry)
     assert_type(policy.delay(1), float)
+    patient = RetryPolicy(rate_limit_pause=2.0, rate_limit_pause_max=10.0, rate_limit_resends=8)
+    assert_type(patient.rate_limit_resends, int)
+    assert_type(patient.rate_limit_delay(None), float)
+    assert_type(AsyncKartra("app", "key", "password", retry=patient, reconcile=True), AsyncKartra)
+    assert_type(AsyncKartra("app", "key", "password", limiter=NOT_GIVEN), AsyncKartra)
+    assert_type(NOT_GIVEN, NotGiven)
+    view = kartra.with_options(reconcile=True, limiter=None, retry=patient)
+    assert_type(view, AsyncKartra)
+    assert_type(view.reconcile, bool)
+    assert_type(view.retry, RetryPolicy)
+    call = kartra.lead("john@example.com").create().assign_tag("VIP").compile()
+    assert_type(await kartra.send(call, reconcile=False), ChainResult)
+    assert_type(await kartra.reconcile_ambiguous(call), ChainResult)
 
 
 def errors() -> None:
