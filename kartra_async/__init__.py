@@ -81,6 +81,7 @@ _logging.getLogger("kartra_async").addHandler(_logging.NullHandler())
 
 __all__ = [
     "ERROR_CODES",
+    "NOT_GIVEN",
     "UNTIL_CANCELLED",
     "ActionResult",
     "AlreadyExistsError",
@@ -119,7 +120,6 @@ __all__ = [
     "Limiter",
     "LimiterUnavailableError",
     "ListNotFoundError",
-    "NOT_GIVEN",
     "NotFoundError",
     "NotGiven",
     "Outcome",

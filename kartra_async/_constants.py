@@ -24,7 +24,8 @@ RATE_LIMIT_CALLS = 20
 RATE_LIMIT_PERIOD = 1.0
 
 #: On HTTP 429 the whole App pauses this long (or Retry-After, capped), then the refused
-#: request is sent again (Kartra did not apply it), at most this many times.
+#: request is sent again (Kartra did not apply it), at most this many times: the defaults
+#: of RetryPolicy's rate_limit_pause, rate_limit_pause_max and rate_limit_resends.
 RATE_LIMIT_PAUSE = 1.0
 RATE_LIMIT_PAUSE_MAX = 30.0
 RATE_LIMIT_RESENDS = 5
@@ -55,7 +56,8 @@ MAX_INT_DIGITS = 32
 #: its last actions. AsyncKartra(max_form_vars=...) if Kartra is known to allow more.
 MAX_FORM_VARS = 1000
 
-#: A 503's Retry-After is honoured before a retry (of a call safe to repeat), up to this.
+#: A 503's Retry-After is honoured before a retry (of a call safe to repeat), up to this
+#: (the default of RetryPolicy.server_retry_after_max).
 SERVER_RETRY_AFTER_MAX = 30.0
 
 #: Size caps on the strings a call sends (Kartra documents none; these are what its

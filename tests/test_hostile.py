@@ -55,8 +55,7 @@ from kartra_async import (
     RetryPolicy,
 )
 from kartra_async import errors as errors_module
-from kartra_async._commands import _joined_since
-from kartra_async._commands import Call, unknown_command
+from kartra_async._commands import Call, _joined_since, unknown_command
 from kartra_async._constants import (
     KARTRA_TZ,
     MAX_ANSWER_BYTES,
