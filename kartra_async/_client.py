@@ -86,6 +86,7 @@ _HEADERS = {
 #: a borrowed httpx client would offer br and zstd too if installed: offer only what the
 #: body reader decodes with bounded memory (our own pool sends no Accept-Encoding)
 _BORROWED_HEADERS = {**_HEADERS, "Accept-Encoding": "gzip, deflate"}
+_CREDENTIAL_VARS = 3  #: app_id, api_key and api_password: the form variables of every body
 _ENV = {
     "app_id": "KARTRA_APP_ID",
     "api_key": "KARTRA_API_KEY",
@@ -337,6 +338,7 @@ class AsyncKartra:
         timeout = _check_timeout(timeout)
         deadline = _seconds("deadline", deadline, finite=True)
         max_answer_bytes = _count("max_answer_bytes", max_answer_bytes, 1)
+        max_form_vars = _count("max_form_vars", max_form_vars, _CREDENTIAL_VARS + 1)
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
         if isinstance(limiter, NotGiven):
@@ -520,6 +522,7 @@ class AsyncKartra:
             max_form_vars=max_form_vars,
             clock=self._clock,
         )
+        view._closed = self._closed  # a view of a closed client is closed too
         return view
 
     def __del__(self) -> None:
