@@ -867,6 +867,7 @@ def _samples() -> list[BaseException]:
         transport,
         KartraTimeoutError("slow"),
         KartraResponseError("not JSON", status_code=200, excerpt="<html>"),
+        KartraDecodeError("get_lead does not fit Lead", status_code=200, excerpt="{", model="Lead"),
         KartraServerError("down", status_code=503, excerpt="x", retry_after=3.0),
         errors_module.RateLimitError("429", retry_after=1.0),
         errors_module.KartraWebhookError("not an event"),
