@@ -15,7 +15,7 @@ with these hooks, one per rule:
 - get_transaction_details gives one class per transaction_type;
 - field names follow the `wire` metadata, including the docs' alternative spellings;
   unknown keys are ignored, and the mapping as sent stays on `.raw`;
-- a body that cannot be structured raises KartraResponseError with cattrs' path-style
+- a body that cannot be structured raises KartraDecodeError with cattrs' path-style
   detail: the answer is structured again with detailed validation, only to explain.
 """
 
@@ -37,9 +37,16 @@ from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
 from ._constants import KARTRA_TZ
-from .errors import KartraResponseError
-from .models._base import KartraIntEnum, KartraStrEnum, UntilCancelled, spellings
-from .models.lead import FieldOption, Lead
+from .errors import KartraDecodeError
+from .models._base import (
+    KartraIntEnum,
+    KartraStrEnum,
+    UntilCancelled,
+    member_of,
+    parse_int,
+    spellings,
+)
+from .models.lead import FieldOption, Lead, TransactionType
 from .models.payments import (
     CancellationTransaction,
     FailedTransaction,
@@ -50,7 +57,7 @@ from .models.payments import (
     TransactionDetails,
 )
 
-__all__ = ["converter", "make_converter", "parse_int", "structure", "structure_int"]
+__all__ = ["converter", "make_converter", "structure", "structure_int"]
 
 Hook = Callable[[Any, Any], Any]
 
@@ -60,27 +67,18 @@ NONE_SENTINELS = frozenset({"N/A", "", "0000-00-00 00:00:00", "0000-00-00 00:00"
 # --------------------------------------------------------------------------- scalars
 
 
-def parse_int(value: Any) -> int | None:
-    """THE integer reader, for models and envelopes alike: an int (never a bool), a float
-    without a fraction, or a string of digits with an optional sign and surrounding
-    spaces; None for anything else."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdecimal() or (text[:1] in "+-" and text[1:].isdecimal()):
-            return int(text)
-        return None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+def _plain_digits(text: str) -> bool:
+    """The common case of parse_int, tested inline: ASCII digits only."""
+    return text.isascii() and text.isdigit()
 
 
 def structure_int(value: Any, _: Any = int) -> int:
     if value.__class__ is str:
-        if value.isdecimal():
+        if _plain_digits(value):
             return int(value)
     elif value.__class__ is int:
         return value
-    number = parse_int(value)
+    number = parse_int(value)  # a bool, a fraction, a sign, spaces, too many digits
     if number is None:
         raise ValueError(f"expected an integer, got {value!r}")
     return number
@@ -132,9 +130,7 @@ def structure_datetime(value: Any, _: Any = datetime) -> datetime:
 
 
 def structure_installments(value: Any, _: Any = None) -> int | UntilCancelled:
-    if isinstance(value, str) and value.strip().casefold() == "until cancelled":
-        return UntilCancelled.UNTIL_CANCELLED
-    return structure_int(value)
+    return member_of(UntilCancelled, value) or structure_int(value)
 
 
 def structure_tag_names(value: Any, _: Any = None) -> list[str]:
@@ -182,7 +178,7 @@ def _optional_hook(tp: Any, conv: cattrs.Converter) -> Hook:
 
         def optional_int(value: Any, _: Any) -> Any:
             if value.__class__ is str:
-                if value.isdecimal():
+                if _plain_digits(value):
                     return int(value)
                 if value in NONE_SENTINELS:
                     return None
@@ -265,14 +261,14 @@ def _model_hook(cls: Any, conv: cattrs.Converter) -> Hook:
 
 
 #: get_transaction_details: transaction_type -> class
-TRANSACTION_CLASSES: Mapping[str, type[Transaction]] = {
-    "sale": SaleTransaction,
-    "refund": RefundTransaction,
-    "partial_refund": RefundTransaction,
-    "chargeback": RefundTransaction,
-    "rebill": RebillTransaction,
-    "failed": FailedTransaction,
-    "cancellation": CancellationTransaction,
+TRANSACTION_CLASSES: Mapping[TransactionType, type[Transaction]] = {
+    TransactionType.SALE: SaleTransaction,
+    TransactionType.REFUND: RefundTransaction,
+    TransactionType.PARTIAL_REFUND: RefundTransaction,
+    TransactionType.CHARGEBACK: RefundTransaction,
+    TransactionType.REBILL: RebillTransaction,
+    TransactionType.FAILED: FailedTransaction,
+    TransactionType.CANCELLATION: CancellationTransaction,
 }
 
 
@@ -280,8 +276,8 @@ def _transaction_details_hook(conv: cattrs.Converter) -> Hook:
     def structure_transaction(data: Any, _: Any) -> Transaction:
         if not isinstance(data, Mapping):
             raise ValueError(f"expected an object for a transaction, got {type(data).__name__}")
-        kind = data.get("transaction_type")
-        cls = TRANSACTION_CLASSES.get(kind.casefold() if isinstance(kind, str) else "", Transaction)
+        kind = member_of(TransactionType, data.get("transaction_type"))
+        cls = TRANSACTION_CLASSES.get(kind, Transaction) if kind else Transaction
         result: Transaction = conv.get_structure_hook(cls)(data, cls)
         return result
 
@@ -349,12 +345,13 @@ def _explaining_converter() -> cattrs.Converter:
 
 
 def structure(data: Any, tp: Any, *, what: str = "Kartra's answer") -> Any:
-    """Structure `data` into `tp`, or raise KartraResponseError saying where and why."""
+    """Structure `data` into `tp`, or raise KartraDecodeError saying where and why."""
     try:
         return converter.structure(data, tp)
     except Exception as error:
-        reason = _explain(data, tp, error)
-        raise KartraResponseError(f"{what} does not fit {_name(tp)}: {reason}") from error
+        model = _name(tp)
+        reason = f"{what} does not fit {model}: {_explain(data, tp, error)}"
+        raise KartraDecodeError(reason, model=model) from error
 
 
 def _explain(data: Any, tp: Any, error: Exception) -> str:

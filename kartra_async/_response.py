@@ -20,7 +20,14 @@ from ._commands import Call, Command
 from ._constants import BODY_EXCERPT_CHARS, MAX_INT_DIGITS, MAX_JSON_DEPTH
 from ._convert import structure
 from ._scrub import NO_SECRETS, Redactor
-from .errors import KartraAPIError, KartraError, KartraResponseError, error_from_code
+from .errors import (
+    KartraAPIError,
+    KartraDecodeError,
+    KartraError,
+    KartraResponseError,
+    error_from_code,
+)
+from .models._base import parse_int
 from .models.lead import Lead, LeadRef
 from .models.results import ActionResult, ChainResult
 
@@ -113,23 +120,14 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 _ENVELOPE_KEYS = frozenset({"status", "message", "type"})
 
 
-def _digits(value: str) -> int | None:
-    text = value.strip()
-    if text.isascii() and text.isdigit() and len(text) <= MAX_INT_DIGITS:
-        return int(text)
-    return None
-
-
 def _code(value: Any) -> int | None:
+    """An envelope's `type`: absent or "" is None, anything but an integer is a ValueError."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
+    code = parse_int(value)
+    if code is None:
         raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and (code := _digits(value)) is not None:
-        return code
-    raise ValueError(value)
+    return code
 
 
 def _message(value: Any) -> str | None:
@@ -155,21 +153,13 @@ def _as_list(value: Any) -> list[Any] | None:
     return None
 
 
-def _to_int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return _digits(value)
-    return None
-
-
 def _lead_id_of(data: Any) -> int | None:
     if isinstance(data, (LeadRef, Lead)):
         return data.id
     if isinstance(data, Mapping):
         details = data.get("lead_details", data)
         if isinstance(details, Mapping):
-            return _to_int(details.get("id"))
+            return parse_int(details.get("id"))
     return None
 
 
@@ -205,12 +195,9 @@ def _action(index: int, command: Command, raw: Any, fail: Any) -> ActionResult:
             raise fail(f"action {index} ({command.name}) has no {command.result_key}")
         if data is not None and command.result is not None:
             try:
-                data = structure(data, command.result)
-            except KartraResponseError as exc:
-                reason = exc.reason.replace(
-                    "Kartra's answer", f"action {index} ({command.name})", 1
-                )
-                raise fail(reason) from exc
+                data = structure(data, command.result, what=f"action {index} ({command.name})")
+            except KartraDecodeError as exc:
+                raise fail(exc.reason, model=exc.model) from exc
     else:
         error = error_from_code(code, message, cmd=command.name, action_index=index, raw=raw)
     return ActionResult(
@@ -240,13 +227,15 @@ def read_response(
     """
     redactor = _redactor(secrets) if secrets else NO_SECRETS
 
-    def fail(reason: str) -> KartraResponseError:
+    def fail(reason: str, *, model: str | None = None) -> KartraResponseError:
+        """The error for an unreadable answer; with `model`, for data that did not fit it."""
         reason = redactor.text(reason[: _REASON_CHARS * 2])
         if len(reason) > _REASON_CHARS:
             reason = reason[:_REASON_CHARS] + "..."
-        return KartraResponseError(
-            reason, status_code=status_code, excerpt=excerpt(content, redactor)
-        )
+        body = excerpt(content, redactor)
+        if model is not None:
+            return KartraDecodeError(reason, status_code=status_code, excerpt=body, model=model)
+        return KartraResponseError(reason, status_code=status_code, excerpt=body)
 
     try:
         body = parse_json(content)

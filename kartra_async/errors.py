@@ -8,6 +8,7 @@ Hierarchy (Kartra codes in brackets)::
     │   └── KartraTimeoutError                   httpx timeout, or the per-request deadline passed
     ├── KartraResponseError                      not a Kartra answer (too big, not JSON, too deep,
     │   │                                         wrong shape); HTTP status + safe excerpt
+    │   ├── KartraDecodeError                    a Kartra answer whose data does not fit its model
     │   └── KartraServerError                    HTTP 5xx (.retry_after from a 503's Retry-After)
     ├── RateLimitError                           HTTP 429 "Too many requests"
     ├── LimiterUnavailableError                  the shared (Redis) rate limiter did not answer in time
@@ -47,6 +48,10 @@ Hierarchy (Kartra codes in brackets)::
 documented message; `SUCCESS_CODES` does the same for the success message types.
 A code Kartra adds later raises plain `KartraAPIError`.
 
+An error's message is built from its attributes when it is read, so a copy made with
+`__replace__(**changes)` (`copy.replace` on Python 3.13+) or `KartraAPIError.with_index`
+says what the copy holds.
+
 Every exception here pickles and unpickles (multiprocessing, task queues). None holds a
 secret: excerpts, messages and `.raw` are redacted, and a transport error's httpx
 exception (whose request carries the credentials in its body) is replaced, as
@@ -57,9 +62,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
+    from ._commands import Call
     from .models.results import ChainResult
 
 __all__ = [
@@ -81,6 +87,7 @@ __all__ = [
     "JournalMismatchError",
     "KartraAPIError",
     "KartraConnectionError",
+    "KartraDecodeError",
     "KartraError",
     "KartraResponseError",
     "KartraServerError",
@@ -108,7 +115,10 @@ __all__ = [
 ]
 
 
-def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _restore(cls: type[_E], args: tuple[Any, ...], state: dict[str, Any]) -> _E:
     error = cls.__new__(cls, *args)
     error.args = args
     error.__dict__.update(state)
@@ -121,6 +131,15 @@ class KartraError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # rebuilt from its attributes, whatever the subclass's __init__ takes
         return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+    def __replace__(self: _E, **changes: Any) -> _E:
+        """A copy of this error with some attributes changed (`copy.replace(error, ...)`
+        on Python 3.13+); its message follows the new values. No traceback or cause is
+        copied. TypeError for a name the error does not have."""
+        unknown = sorted(set(changes) - set(vars(self)))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no attribute {unknown[0]!r}")
+        return _restore(type(self), self.args, {**vars(self), **changes})
 
 
 class TransportFailure(Exception):
@@ -144,8 +163,11 @@ class KartraValidationError(KartraError, ValueError):
         self.field = field
         self.rule = rule
         self.cmd = cmd
-        where = f"{cmd}: " if cmd else ""
-        super().__init__(f"{where}{field}: {rule}")
+        super().__init__(field, rule)
+
+    def __str__(self) -> str:
+        where = f"{self.cmd}: " if self.cmd else ""
+        return f"{where}{self.field}: {self.rule}"
 
 
 class KartraConnectionError(KartraError):
@@ -170,12 +192,38 @@ class KartraResponseError(KartraError):
         self.reason = reason
         self.status_code = status_code
         self.excerpt = excerpt
-        text = reason
-        if status_code is not None:
-            text += f" (HTTP {status_code})"
-        if excerpt:
-            text += f"; body starts: {excerpt!r}"
-        super().__init__(text)
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        text = self.reason
+        if self.status_code is not None:
+            text += f" (HTTP {self.status_code})"
+        if self.excerpt:
+            text += f"; body starts: {self.excerpt!r}"
+        return text
+
+
+class KartraDecodeError(KartraResponseError):
+    """Kartra answered in its own envelope, but the data does not fit the model the SDK
+    reads it into (a field of the wrong type, a required field missing).
+
+    Not "not JSON" or "wrong shape" (plain KartraResponseError): the answer was read,
+    and for a write, Kartra applied it. `.model` names the type that did not fit
+    ("Lead", "list[CustomField]"); `.reason` gives each problem with its path, as in
+    ``get_lead does not fit Lead: expected an integer, got 'x' @ $.id``. Usually a
+    change on Kartra's side: report it with the excerpt.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        excerpt: str = "",
+        model: str = "",
+    ) -> None:
+        self.model = model
+        super().__init__(reason, status_code=status_code, excerpt=excerpt)
 
 
 class KartraServerError(KartraResponseError):
@@ -213,13 +261,21 @@ class KartraWebhookError(KartraError):
 
 class AmbiguousResultError(KartraError):
     """The request may have reached Kartra and been applied, and sending it again could
-    apply it twice, so it was not. `.call` is what was sent (no credentials), `.cause`
-    the failure; the message says how to check what happened."""
+    apply it twice, so it was not. `.call` is the request that was sent (its payload
+    holds no credentials; None when not known), `.cmds` its cmds in order, `.cause` the
+    failure; the message says how to check what happened."""
 
-    def __init__(self, message: str, *, call: Any = None, cause: BaseException | None = None):
+    def __init__(
+        self, message: str, *, call: Call | None = None, cause: BaseException | None = None
+    ) -> None:
         self.call = call
         self.cause = cause
         super().__init__(message)
+
+    @property
+    def cmds(self) -> tuple[str, ...]:
+        """The cmds of the request that may have been applied, in order (() if unknown)."""
+        return self.call.cmds if self.call is not None else ()
 
 
 class JournalError(KartraError):
@@ -262,9 +318,14 @@ class KartraAPIError(KartraError):
         self.cmd = cmd
         self.action_index = action_index
         self.raw = raw
-        super().__init__(self._describe())
+        super().__init__(message)
 
-    def _describe(self) -> str:
+    def with_index(self: _API, action_index: int | None) -> _API:
+        """This error as the action at `action_index` of a chain (a copy; the message
+        names the new index). The client uses it when it answers a chain in parts."""
+        return self.__replace__(action_index=action_index)
+
+    def __str__(self) -> str:
         where = ""
         if self.cmd is not None:
             where = self.cmd
@@ -273,6 +334,9 @@ class KartraAPIError(KartraError):
             where += ": "
         code = f" (Kartra {self.code})" if self.code is not None else ""
         return f"{where}{self.message}{code}"
+
+
+_API = TypeVar("_API", bound=KartraAPIError)
 
 
 class AuthenticationError(KartraAPIError):
@@ -362,11 +426,15 @@ class PaymentStateError(KartraAPIError):
 class ChainError(KartraError):
     """One or more actions of a chain failed; `.errors` holds one KartraAPIError per failure."""
 
-    def __init__(self, errors: Sequence[KartraAPIError], result: ChainResult | None = None):
+    def __init__(self, errors: Sequence[KartraAPIError], result: ChainResult | None = None) -> None:
         self.errors = tuple(errors)
         self.result = result
-        lines = "; ".join(str(e) for e in self.errors)
-        super().__init__(f"{len(self.errors)} action(s) failed: {lines}")
+        super().__init__(*(str(e) for e in self.errors))
+
+    def __str__(self) -> str:
+        count = len(self.errors)
+        failed = "; ".join(str(e) for e in self.errors)
+        return f"{count} action{'' if count == 1 else 's'} failed: {failed}"
 
 
 class ErrorCode(NamedTuple):

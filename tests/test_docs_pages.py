@@ -37,6 +37,10 @@ NOT_FROM_A_CODE = {
     "KartraResponseError": (
         "**raises**: the answer is not a Kartra answer (`.status_code`, `.excerpt`)."
     ),
+    "KartraDecodeError": (
+        "**raises**: the answer was read, but its data does not fit the model (`.model`; "
+        "`.reason` gives each problem's path)."
+    ),
     "KartraServerError": "**raises**: Kartra answered HTTP 5xx.",
     "RateLimitError": (
         "**raises**: Kartra still answered HTTP 429 after the client's resends; nothing was "

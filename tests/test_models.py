@@ -15,7 +15,7 @@ import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kartra_async import AsyncKartra, KartraResponseError
+from kartra_async import AsyncKartra, KartraDecodeError, KartraResponseError
 from kartra_async._convert import (
     converter,
     structure,
@@ -62,6 +62,7 @@ from kartra_async.models import (
     TransactionType,
     UntilCancelled,
 )
+from kartra_async.models._base import member_of, parse_int
 
 from .docs_samples import sample
 
@@ -598,6 +599,8 @@ def test_structure_failure_names_the_path() -> None:
     bad["lists"][0]["active"] = "yes"
     with pytest.raises(KartraResponseError) as caught:
         structure(bad, Lead, what="get_lead")
+    assert isinstance(caught.value, KartraDecodeError)
+    assert caught.value.model == "Lead"
     message = str(caught.value)
     assert message.startswith("get_lead does not fit Lead: ")
     assert "@ $.blacklisted" in message
@@ -614,6 +617,19 @@ async def test_structure_failure_through_the_client(
     assert "action 0 (get_lead) does not fit Lead" in caught.value.reason
     assert "@ $.id" in caught.value.reason
     assert caught.value.status_code == 200
+    assert isinstance(caught.value, KartraDecodeError)
+    assert caught.value.model == "Lead"
+    assert caught.value.excerpt.startswith('{"status":"Success"')
+
+
+async def test_an_answer_that_is_not_json_is_not_a_decode_error(
+    kartra: AsyncKartra, api: respx.MockRouter
+) -> None:
+    api.post("").mock(return_value=httpx.Response(200, content=b"<html>"))
+    with pytest.raises(KartraResponseError) as caught:
+        await kartra.get_lead("a@b.co")
+    assert type(caught.value) is KartraResponseError
+    assert caught.value.reason == "Kartra's answer is not valid JSON"
 
 
 # ---- hypothesis: payload variants all structure
@@ -790,3 +806,49 @@ def test_a_bad_field_is_named_by_its_path(ints: bool, key: str) -> None:
     with pytest.raises(KartraResponseError) as caught:
         structure(data, Lead, what="get_lead")
     assert f"@ $.{key}" in str(caught.value)
+
+
+# ---- the one integer reader and the one case-insensitive enum lookup
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("1234", 1234), (1234, 1234), (" 7 ", 7), ("-3", -3), ("+3", 3), (5.0, 5), ("007", 7)],
+)
+def test_parse_int_reads(raw: Any, value: int) -> None:
+    assert parse_int(raw) == value
+
+
+@pytest.mark.parametrize(
+    "raw", ["12a", "", " ", "-", "N/A", True, False, 1.5, None, [1], "١٢", "²", "1_000", "9" * 5000]
+)
+def test_parse_int_refuses_without_raising(raw: Any) -> None:
+    assert parse_int(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("cls", "raw", "member"),
+    [
+        (TransactionType, "sale", TransactionType.SALE),
+        (TransactionType, " Partial_Refund ", TransactionType.PARTIAL_REFUND),
+        (UntilCancelled, "until cancelled", UntilCancelled.UNTIL_CANCELLED),
+        (UntilCancelled, " UNTIL CANCELLED", UntilCancelled.UNTIL_CANCELLED),
+        (GdprStatus, 2, GdprStatus.ACCEPTED),
+        (GdprStatus, "2", GdprStatus.ACCEPTED),
+        (TransactionType, "gift", None),
+        (TransactionType, None, None),
+        (TransactionType, ["sale"], None),
+    ],
+)
+def test_member_of_is_the_one_case_insensitive_lookup(cls: Any, raw: Any, member: Any) -> None:
+    assert member_of(cls, raw) is member
+    if member is not None:
+        assert cls(raw) is member  # the enums' own _missing_ uses it
+
+
+def test_the_int_enum_reads_what_parse_int_reads() -> None:
+    assert GdprStatus(" 3 ") is GdprStatus.NOT_ACCEPTED
+    unknown = GdprStatus("+9")
+    assert (unknown.name, unknown.value, unknown.is_known) == ("UNKNOWN", 9, False)
+    with pytest.raises(ValueError, match="is not a valid GdprStatus"):
+        GdprStatus("2.5")

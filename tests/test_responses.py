@@ -201,7 +201,7 @@ async def test_partial_failure_inside_success(kartra: AsyncKartra, api: respx.Mo
         result.raise_for_errors()
     assert [(e.action_index, e.code) for e in caught.value.errors] == [(1, 212), (2, 227)]
     assert str(caught.value) == (
-        "2 action(s) failed: assign_tag (action 1): tag does not exist. Nothing done (Kartra 212); "
+        "2 actions failed: assign_tag (action 1): tag does not exist. Nothing done (Kartra 212); "
         "give_points_to_lead (action 2): points is not a number. Nothing done (Kartra 227)"
     )
     assert caught.value.result is result

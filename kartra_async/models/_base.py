@@ -5,11 +5,22 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["KartraIntEnum", "KartraStrEnum", "UntilCancelled", "raw_field", "spellings", "wire"]
+E = TypeVar("E", bound=enum.Enum)
+
+__all__ = [
+    "KartraIntEnum",
+    "KartraStrEnum",
+    "UntilCancelled",
+    "member_of",
+    "parse_int",
+    "raw_field",
+    "spellings",
+    "wire",
+]
 
 
 def wire(*names: str, **kwargs: Any) -> Any:
@@ -34,13 +45,7 @@ class KartraStrEnum(str, enum.Enum):
     def _missing_(cls, value: object) -> Any:
         if not isinstance(value, str):
             return None
-        member = spellings(cls).get(value.casefold())
-        if member is not None:
-            return member
-        unknown = str.__new__(cls, value)
-        unknown._name_ = "UNKNOWN"
-        unknown._value_ = value
-        return unknown
+        return member_of(cls, value) or _unknown(cls, str.__new__(cls, value), value)
 
     @property
     def is_known(self) -> bool:
@@ -53,14 +58,10 @@ class KartraIntEnum(int, enum.Enum):
 
     @classmethod
     def _missing_(cls, value: object) -> Any:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return cls(int(value))
-        if not isinstance(value, int) or isinstance(value, bool):
+        number = parse_int(value) if isinstance(value, (str, int)) else None
+        if number is None:
             return None
-        unknown = int.__new__(cls, value)
-        unknown._name_ = "UNKNOWN"
-        unknown._value_ = value
-        return unknown
+        return member_of(cls, number) or _unknown(cls, int.__new__(cls, number), number)
 
     @property
     def is_known(self) -> bool:
@@ -73,8 +74,38 @@ class UntilCancelled(enum.Enum):
 
     UNTIL_CANCELLED = "Until cancelled"
 
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        return member_of(cls, value)  # "until cancelled", " UNTIL CANCELLED ", ...
+
     def __repr__(self) -> str:
         return "UNTIL_CANCELLED"
+
+
+def _unknown(cls: type[enum.Enum], pseudo: Any, value: object) -> Any:
+    """A pseudo-member named UNKNOWN for a value Kartra added after this SDK version."""
+    pseudo._name_ = "UNKNOWN"
+    pseudo._value_ = value
+    return pseudo
+
+
+def parse_int(value: object) -> int | None:
+    """THE integer reader, for models, enums and envelopes alike: an int (never a bool),
+    a float without a fraction, or a string of ASCII digits with an optional sign and
+    surrounding spaces; None for anything else, a string of more digits than Python
+    converts (`sys.get_int_max_str_digits()`) included."""
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        if not (digits.isascii() and digits.isdigit()):
+            return None
+        try:
+            return int(text)
+        except ValueError:  # over the int() digit limit
+            return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @cache
@@ -89,3 +120,16 @@ def spellings(cls: type[enum.Enum]) -> Mapping[Any, Any]:
         for spelling in (text, text.casefold(), text.upper(), text.capitalize(), text.title()):
             lookup.setdefault(spelling, member)
     return lookup
+
+
+def member_of(cls: type[E], value: object) -> E | None:
+    """THE case-insensitive member lookup: `value` as Kartra spells it, or any other case
+    and surrounding spaces; None if it names no member of `cls`."""
+    lookup = spellings(cls)
+    try:
+        member = lookup.get(value)
+    except TypeError:  # unhashable
+        return None
+    if member is None and isinstance(value, str):
+        member = lookup.get(value.strip().casefold())
+    return member

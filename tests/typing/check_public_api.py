@@ -19,6 +19,7 @@ from kartra_async import (
     NOT_GIVEN,
     UNTIL_CANCELLED,
     ActionResult,
+    AmbiguousResultError,
     AsyncKartra,
     CancelResult,
     ChainError,
@@ -27,6 +28,7 @@ from kartra_async import (
     FanOut,
     ItemState,
     KartraAPIError,
+    KartraDecodeError,
     KartraError,
     KartraValidationError,
     KartraWebhookError,
@@ -44,6 +46,7 @@ from kartra_async import (
     SubscriptionDetails,
     SubscriptionSummary,
     Summary,
+    TagNotFoundError,
     Transaction,
     TransactionSummary,
 )
@@ -184,6 +187,9 @@ async def limits_and_retries(kartra: AsyncKartra) -> None:
     assert_type(await kartra.reconcile_ambiguous(call), ChainResult)
 
 
+def await_nothing() -> None: ...
+
+
 def errors() -> None:
     assert_type(ERROR_CODES[244], ErrorCode)
     assert_type(KartraValidationError("email", "must be an email"), KartraValidationError)
@@ -193,5 +199,20 @@ def errors() -> None:
         assert_type(exc, KartraWebhookError)
     except ChainError as exc:
         assert_type(exc.errors, tuple[KartraAPIError, ...])
+        assert_type(str(exc), str)
+    except KartraDecodeError as exc:
+        assert_type(exc.model, str)
+        assert_type(exc.reason, str)
+        assert_type(exc.status_code, int | None)
+    except AmbiguousResultError as exc:
+        assert_type(exc.cmds, tuple[str, ...])
+        assert_type(exc.cause, BaseException | None)
+    except KartraAPIError as exc:
+        assert_type(exc.with_index(2), KartraAPIError)
+    try:
+        await_nothing()
+    except TagNotFoundError as exc:
+        assert_type(exc.with_index(2), TagNotFoundError)
+        assert_type(exc.__replace__(action_index=1), TagNotFoundError)
     assert_type(parse_event(b"{}"), Event)
     assert_type(parse_ipn(b""), Transaction)
