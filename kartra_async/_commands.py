@@ -40,7 +40,6 @@ from .errors import (
     KartraValidationError,
     LeadExistsError,
     LeadNotFoundError,
-    error_from_code,
 )
 from .models.account import CustomField
 from .models.lead import Lead, LeadRef
@@ -657,11 +656,7 @@ def _joined_since(joined: datetime | None, sent_at: datetime | None, now: dateti
 def _shifted(action: ActionResult, by: int) -> ActionResult:
     """An action's result renumbered `by` places later (its error too)."""
     index = action.index + by
-    error = action.error
-    if error is not None:
-        error = error_from_code(
-            error.code, error.message, cmd=error.cmd, action_index=index, raw=error.raw
-        )
+    error = action.error.with_index(index) if action.error is not None else None
     return attrs.evolve(action, index=index, error=error)
 
 

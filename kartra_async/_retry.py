@@ -45,7 +45,7 @@ from ._constants import (
     RATE_LIMIT_RESENDS,
     SERVER_RETRY_AFTER_MAX,
 )
-from .errors import KartraConnectionError, KartraError, KartraResponseError
+from .errors import KartraConnectionError, KartraDecodeError, KartraError, KartraResponseError
 
 if TYPE_CHECKING:
     from ._commands import Call
@@ -139,6 +139,8 @@ def decide(error: KartraError, call: Call) -> Decision:
     if isinstance(error, KartraConnectionError):
         if not error.request_sent:
             return Decision.RETRY
+    elif isinstance(error, KartraDecodeError):
+        return Decision.RAISE  # Kartra answered: resending gets the same data, or repeats a write
     elif not isinstance(error, KartraResponseError):
         return Decision.RAISE  # Kartra's own error answers, validation, 429 exhausted
     return Decision.RETRY if call.safety is not Safety.UNSAFE else Decision.AMBIGUOUS

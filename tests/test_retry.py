@@ -19,6 +19,7 @@ from kartra_async import (
     AmbiguousResultError,
     AsyncKartra,
     KartraConnectionError,
+    KartraDecodeError,
     KartraError,
     KartraServerError,
     KartraTimeoutError,
@@ -30,6 +31,7 @@ from kartra_async import (
 )
 from kartra_async._commands import COMMANDS, Call, Safety
 from kartra_async._response import read_response
+from kartra_async._retry import Decision, decide
 from kartra_async.models import LeadRef
 from kartra_async.testing import FakeKartra, FakeServer
 
@@ -190,6 +192,21 @@ async def test_kartra_error_answers_are_never_retried(kartra: Any, sleeps: Sleep
         await kartra.lead("a@b.co").search()
     assert route.call_count == 1
     assert sleeps.seen == []
+
+
+async def test_an_answer_that_does_not_fit_its_model_is_raised_at_once(
+    kartra: Any, sleeps: Sleeps
+) -> None:
+    """Kartra answered: resending a read gets the same data, resending a write repeats it."""
+    huge = {"status": "Success", "transaction_details": {"transaction_id": "9" * 5000}}
+    route = kartra.router.post("").mock(return_value=httpx.Response(200, json=huge))
+    with pytest.raises(KartraDecodeError):
+        await kartra.transactions.get(1)
+    assert route.call_count == 1
+    assert sleeps.seen == []
+    error = KartraDecodeError("does not fit", status_code=200, model="Lead")
+    unsafe = kartra.lead("a@b.co").create().give_points(5).compile()
+    assert decide(error, unsafe) is Decision.RAISE
 
 
 async def test_attempts_are_bounded_and_on_retry_is_told(sleeps: Sleeps) -> None:
