@@ -258,4 +258,11 @@ def main(
 
 
 def entry_point() -> None:  # pragma: no cover - the console script
-    sys.exit(main())
+    """The `kartra` console script."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`kartra ... | head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)

@@ -173,13 +173,12 @@ def _check_time_zone(value: str) -> None:
     ones rather than the start of a list of 140."""
     if value in TIME_ZONES:
         return
-    close = difflib.get_close_matches(value, TIME_ZONES, n=3, cutoff=0.6)
-    hint = (
-        f"did you mean {' or '.join(repr(z) for z in close)}?"
-        if close
-        else (
+    close = difflib.get_close_matches(value, TIME_ZONES, n=1, cutoff=0.8)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    else:
+        hint = (
             f"one of Kartra's {len(TIME_ZONES)} time zones, such as 'America/New_York' or "
             "'Europe/London'"
         )
-    )
     raise ValueError(f"lead_preferred_time_zone: {value!r} is not a Kartra time zone; {hint}")
