@@ -229,7 +229,7 @@ def clock_text(seconds: float | None) -> str:
 class ProgressBar:
     """A rich progress bar on stderr while a phase runs: rows done of all, calls per
     second and time remaining (from `meter`, whose window starts at the phase's first
-    call), ok and failed counts. Nothing with --json or without rows."""
+    call), ok and failed counts. Only on a terminal, never with --json."""
 
     def __init__(self, output: Output, total: int, label: str, meter: Meter) -> None:
         self.output, self.total, self.label, self.meter = output, total, label, meter
@@ -237,7 +237,7 @@ class ProgressBar:
         self.task: Any = None
 
     def __enter__(self) -> Callable[[Summary], None]:
-        if not self.output.as_json and self.total:
+        if not self.output.as_json and self.total and self.output.err_console.is_terminal:
             self.bar = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
