@@ -14,12 +14,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
 import kartra_async._client
+import kartra_async.cli.importing
 from kartra_async import AsyncKartra
+from kartra_async._bulk import Summary
 from kartra_async.cli import build_parser, main
 from kartra_async.cli.commands import template
-from kartra_async.cli.output import Meter, Output, clock_text, rate_text, remaining_text, wrap
+from kartra_async.cli.output import (
+    Meter,
+    Output,
+    ProgressBar,
+    clock_text,
+    rate_text,
+    remaining_text,
+    wrap,
+)
 from kartra_async.cli.rows import Rejected, Row, UsageError, read_sheet, to_rows
 from kartra_async.errors import KartraValidationError
 from kartra_async.models import CustomField, CustomFieldType, FieldOption
@@ -449,3 +460,46 @@ def test_the_cli_reads_credentials_through_from_env(monkeypatch: pytest.MonkeyPa
         None,
         "http://127.0.0.1:9/api",
     )
+
+
+def test_the_progress_bar_shows_the_meters_rate_and_time_left() -> None:
+    err = io.StringIO()
+    output = Output(False, io.StringIO(), err)
+    output.err_console = Console(file=err, force_terminal=True, width=120)
+    clock = Clock()
+    meter = Meter(clock)
+    for i in range(3):
+        clock.now = 100.0 + i * 0.05
+        meter.tick()
+    clock.now += 0.01
+    with ProgressBar(output, 294, "import", meter) as update:
+        update(Summary(ok=18, failed={"LeadExistsError": 1}))
+    text = err.getvalue()
+    assert "19/294" in text
+    assert "20.0 calls/s" in text
+    assert "0:00:14" in text  # 275 rows at 20 calls/s
+    assert "ok 18 failed 1" in text
+    quiet = io.StringIO()  # not a terminal: no bar at all
+    with ProgressBar(Output(False, io.StringIO(), quiet), 294, "import", meter) as update:
+        update(Summary(ok=1))
+    assert quiet.getvalue() == ""
+
+
+def test_the_meters_window_starts_at_the_phases_first_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meters: list[Meter] = []
+
+    class Recorded(Meter):
+        def __init__(self) -> None:
+            super().__init__()
+            meters.append(self)
+
+    monkeypatch.setattr(kartra_async.cli.importing, "Meter", Recorded)
+    path = tmp_path / "leads.csv"
+    path.write_text("email,cf:company_size\na@b.co,1-10\nb@b.co,\nalice@example.com,\n")
+    code, _, _ = run("--fake", "import", str(path), "--tag", "VIP", "--update-existing")
+    assert code == 0
+    # the custom field and tag lookups came before: not in the window; then 3 creates,
+    # then the edit of the lead that existed, in a phase of its own
+    assert [m.calls for m in meters] == [3, 1]
