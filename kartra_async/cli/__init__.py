@@ -20,7 +20,9 @@ move on what an earlier run left failed or ambiguous. `--dry-run` checks every r
 prints what would be sent; without credentials it makes no client at all.
 
 The package: `rows` (CSV -> lead fields), `output` (tables, JSON, progress), `importing`
-(the import run), `commands` (one function per subcommand), and here the parser.
+(the import run), `shell` (the resume command), `commands` (one function per
+subcommand), and here the parser and dispatch. Only `rich` needs the cli extra; it is
+imported once a command runs (`kartra fake-server` does without it).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import TextIO
 
 import anyio
 
-from .importing import command_line
+from .shell import command_line
 
 __all__ = ["build_parser", "command_line", "entry_point", "main"]
 

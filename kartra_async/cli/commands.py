@@ -17,9 +17,10 @@ from .._commands import Call
 from ..errors import KartraError, KartraValidationError
 from ..models import CustomField
 from ..models.results import ChainResult
-from .importing import RESUME_FLAGS, CallCounter, Import, command_line
+from .importing import CallCounter, Import
 from .output import Output, report_import, report_rejected
 from .rows import Rejected, Row, Sheet, UsageError, read_sheet, to_rows
+from .shell import RESUME_FLAGS, command_line
 
 __all__ = [
     "COMMANDS",
@@ -157,7 +158,8 @@ def _validated(
             rejected.append(Rejected(row.number, str(exc)))
             continue
         if args.dry_run:
-            print(json.dumps({"row": row.number, "payload": chain.payload}), file=output.out)
+            line = {"row": row.number, "payload": chain.payload}
+            print(json.dumps(line, ensure_ascii=False), file=output.out)
         valid.append(row)
     rejected.sort(key=lambda r: r.number)
     return valid

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -20,10 +19,8 @@ from ..errors import LeadExistsError, LeadNotFoundError
 from .output import Meter, Output, ProgressBar
 from .rows import Row
 
-__all__ = ["RESUME_FLAGS", "CallCounter", "Import", "command_line"]
+__all__ = ["CallCounter", "Import"]
 
-#: builds a lead's chain: `kartra.lead` for a run, a client-less template for a dry run
-LeadOf = Callable[[str], LeadChain]
 Actions = Callable[[LeadChain], LeadChain]
 
 
@@ -44,26 +41,6 @@ class CallCounter(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-_SECRET_FLAGS = {"--api-key": "KARTRA_API_KEY", "--api-password": "KARTRA_API_PASSWORD"}
-RESUME_FLAGS = ("--reconcile", "--retry-ambiguous", "--retry-failed")
-
-
-def command_line(argv: Sequence[str], *, add: Sequence[str] = ()) -> str:
-    """`kartra ARGV` for a shell, secrets as environment variables, with the resume
-    flags of `add` instead of the ones given."""
-    parts = ["kartra"]
-    tokens = iter(argv)
-    for token in tokens:
-        flag, equals, _ = token.partition("=")
-        if flag in _SECRET_FLAGS:
-            if not equals:
-                next(tokens, None)
-            parts += [flag, f'"${_SECRET_FLAGS[flag]}"']
-        elif not (add and token in RESUME_FLAGS):
-            parts.append(shlex.quote(token))
-    return " ".join([*parts, *add])
 
 
 def _exists(outcome: Outcome[Row]) -> bool:
