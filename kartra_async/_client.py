@@ -416,19 +416,63 @@ class AsyncKartra:
         self._closed = False
 
     @classmethod
-    def from_env(cls, **kwargs: Any) -> AsyncKartra:
-        """Read KARTRA_APP_ID, KARTRA_API_KEY, KARTRA_API_PASSWORD (required) and
-        KARTRA_BASE_URL (optional); keyword arguments go to the constructor."""
-        values: dict[str, Any] = {}
+    def from_env(
+        cls,
+        *,
+        app_id: str | None = None,
+        api_key: str | None = None,
+        api_password: str | None = None,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        limiter: RateLimiter | None = SHARED,
+        rate_limit_resends: int = RATE_LIMIT_RESENDS,
+        retry: RetryPolicy | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_form_vars: int = MAX_FORM_VARS,
+    ) -> AsyncKartra:
+        """A client configured from the environment, with keyword overrides.
+
+        The credentials come from `KARTRA_APP_ID`, `KARTRA_API_KEY` and
+        `KARTRA_API_PASSWORD` and the URL from `KARTRA_BASE_URL` (optional), unless
+        given here: a keyword that is not None wins over its variable, and a variable
+        is required only when its keyword is not given. Every other keyword goes to the
+        constructor as it is.
+
+        Raises:
+            KartraValidationError: a required variable is missing or empty (its name is
+                the error's `field`), or a value breaks the constructor's rules.
+        """
+        given = {"app_id": app_id, "api_key": api_key, "api_password": api_password}
+        credentials: dict[str, str] = {}
         for field, name in _ENV.items():
-            value = os.environ.get(name, "")
-            if not value.strip():
-                raise KartraValidationError(name, "environment variable is missing or empty")
-            values[field] = value
-        base_url = os.environ.get("KARTRA_BASE_URL", "").strip()
-        if base_url and "base_url" not in kwargs:
-            values["base_url"] = base_url
-        return cls(**values, **kwargs)
+            value = given[field]
+            if value is None:
+                value = os.environ.get(name, "")
+                if not value.strip():
+                    raise KartraValidationError(name, "environment variable is missing or empty")
+            credentials[field] = value
+        if base_url is None:
+            base_url = os.environ.get("KARTRA_BASE_URL", "").strip() or DEFAULT_BASE_URL
+        return cls(
+            credentials["app_id"],
+            credentials["api_key"],
+            credentials["api_password"],
+            base_url=base_url,
+            http_client=http_client,
+            transport=transport,
+            timeout=timeout,
+            limits=limits,
+            limiter=limiter,
+            rate_limit_resends=rate_limit_resends,
+            retry=retry,
+            deadline=deadline,
+            max_answer_bytes=max_answer_bytes,
+            max_form_vars=max_form_vars,
+        )
 
     @property
     def base_url(self) -> str:

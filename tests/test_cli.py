@@ -223,7 +223,8 @@ def test_journal_resume(csv_file: Path, tmp_path: Path) -> None:
 
 
 def test_console_script() -> None:
-    script = shutil.which("kartra")
+    # the script of this interpreter's environment, not another install's on PATH
+    script = shutil.which("kartra", path=str(Path(sys.executable).parent)) or shutil.which("kartra")
     if script is None:
         pytest.fail("the kartra console script is not installed (pip install -e '.[test]')")
     done = subprocess.run(

@@ -7,7 +7,8 @@ How a page's sessions run:
   directory, with this interpreter's `bin` first on PATH (so `python` is the one the
   suite runs on). It must exit 0, and its output must be the lines that follow it, up
   to the next `$` line; `...` in them stands for any text (as doctest's ELLIPSIS).
-- `$ python -m kartra_async.testing ... --port 8765 ...` starts the fake server in the
+- `$ python -m kartra_async.testing ... --port 8765 ...` (or `$ kartra fake-server ...`,
+  the same server) starts the fake server in the
   background, on a free port instead: the port the page shows (8765) becomes that port
   in every later command and output. Its banner is the expected
   output. Starting another one stops the one running (SIGINT, status 0 expected), as
@@ -37,7 +38,9 @@ from .test_docs_samples import _FENCE, _NO_RUN, _TITLE, PAGES, ROOT
 PORT_SHOWN = "8765"  #: the port the pages show; replaced by the server's real one
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TOOLS = ("curl", "php", "jq")  #: outside tools a session may call
-SERVER = re.compile(rf"^python -m kartra_async\.testing .*--port {PORT_SHOWN}\b")
+SERVER = re.compile(
+    rf"^(python -m kartra_async\.testing|kartra fake-server) .*--port {PORT_SHOWN}\b"
+)
 
 
 @attrs.frozen
@@ -277,3 +280,5 @@ def test_the_server_pattern() -> None:
     assert SERVER.match("python -m kartra_async.testing --port 8765 --empty")
     assert not SERVER.match("python -m kartra_async.testing --print-demo-seed > seed.json")
     assert not SERVER.match("python -m kartra_async.testing --seed broken.json")
+    assert SERVER.match("kartra fake-server --port 8765 --app-id MyApp")
+    assert not SERVER.match("kartra --fake account tags")
