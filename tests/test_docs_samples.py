@@ -412,7 +412,7 @@ def test_samples_are_found(totals: dict[str, int]) -> None:
     """The extractor sees the pages' blocks (a parser that finds nothing checks nothing);
     the test id reports the totals."""
     counts = {p.relative_to(ROOT).as_posix(): len(page_samples(p)) for p in PAGES}
-    assert counts["README.md"] >= 4
+    assert counts["README.md"] >= 2  # the example chain, the many-accounts outline
     assert counts["docs/getting-started.md"] >= 5
     assert counts["docs/guides/testing.md"] >= 4
     assert counts["docs/guides/callbacks.md"] >= 20  # a sample body of every callback
