@@ -254,6 +254,20 @@ def test_changelog_keeps_an_unreleased_section() -> None:
 def test_project_urls() -> None:
     urls = dict(re.findall(r'^(\w+) = "(https://[^"]+)"$', _table("project.urls"), re.M))
     assert set(urls) == {"Documentation", "Changelog", "Source", "Issues"}
+    # one project address everywhere: the site's repo_url and site_url are pyproject's
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    site = re.search(r"^site_url: (\S+)$", config, re.M)
+    repo = re.search(r"^repo_url: (\S+)$", config, re.M)
+    assert site
+    assert repo
+    assert urls["Documentation"] == site[1]
+    assert urls["Source"] == repo[1]
+    assert urls["Issues"] == f"{repo[1]}/issues"
+    assert urls["Changelog"] == f"{repo[1]}/blob/main/CHANGELOG.md"
+    # the pages' links to the repository's files use the same address
+    for page in (ROOT / "docs").rglob("*.md"):
+        for link in re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", page.read_text("utf-8")):
+            assert link == repo[1], (page.name, link)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from kartra_async.testing import FakeKartra, FakeServer
+from kartra_async.testing.redis_server import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -236,3 +237,92 @@ def test_the_fastapi_app_serves_callbacks_and_signups(fake: tuple[FakeKartra, st
 
 JSON = {"content-type": "application/json"}
 FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+# --------------------------------------------------------------------------- bulk import
+
+
+def test_the_bulk_import_is_killed_and_resumed_without_a_lead_lost_or_doubled() -> None:
+    """examples/bulk_import.py: the first run is killed (SIGKILL) with requests in flight;
+    the resumed run settles those by a lookup and sends the rest; the example checks the
+    fake itself (every lead once, with its tag, list and points) and says so."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", str(EXAMPLES / "bulk_import.py")],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5, done.stdout
+    assert re.fullmatch(
+        r"a fake Kartra at http://127\.0\.0\.1:\d+/api; importing 60 rows, journal .+", lines[0]
+    )
+    killed = re.fullmatch(
+        r"run 1: killed \(SIGKILL\) after (\d+) requests reached Kartra", lines[1]
+    )
+    journal = re.fullmatch(
+        r"journal: (\d+) done, (\d+) sent \(no answer recorded\), (\d+) never sent", lines[2]
+    )
+    resumed = re.fullmatch(
+        r"run 2: (\d+) skipped \(done in run 1\), (\d+) ok, of which (\d+) settled by a "
+        r"lookup; 0 failed, 0 ambiguous",
+        lines[3],
+    )
+    assert killed, done.stdout
+    assert journal, done.stdout
+    assert resumed, done.stdout
+    reached = int(killed[1])
+    finished, in_flight, never = (int(n) for n in journal.groups())
+    skipped, ok, settled = (int(n) for n in resumed.groups())
+    assert reached >= 20
+    assert finished + in_flight + never == 60
+    assert finished <= reached  # the journal never says more than happened
+    assert (skipped, ok) == (finished, 60 - finished)
+    assert settled <= in_flight
+    assert lines[4] == (
+        "Kartra: 60 of 60 leads complete (tag, list, 10 points each), from 60 create_lead requests"
+    )
+
+
+# --------------------------------------------------------------------------- Redis limiter
+
+
+def test_the_redis_limiter_example_shares_one_budget_across_processes() -> None:
+    """examples/redis_limiter.py against a real redis-server: two worker processes with
+    their own limiters, then sharing a RedisLimiter; every call goes through."""
+    with redis_server() as redis_url:
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLES / "redis_limiter.py"), redis_url],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout
+    assert re.fullmatch(
+        r"a fake Kartra at http://127\.0\.0\.1:\d+/api; 2 processes x 20 calls", lines[0]
+    )
+    for line, label in zip(lines[1:], ("own limiter each", "one RedisLimiter"), strict=True):
+        found = re.fullmatch(
+            rf"{label}: 40 calls answered, (\d+) x HTTP 429, at most (\d+) accepted in one "
+            r"second, calls over \d+\.\d s",
+            line,
+        )
+        assert found, line
+        assert int(found[2]) <= 20  # the fake refuses the rest: Kartra's limit holds
+
+
+def test_the_redis_limiter_example_needs_a_url() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "redis_limiter.py")],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "give the URL of a running Redis" in done.stderr
