@@ -13,6 +13,7 @@ this table: adding a cmd is one row here and a one-line builder method.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import logging
 import re
@@ -342,13 +343,22 @@ def _choice(options: Iterable[str], *, casefold: bool = False) -> Check:
         text = _text(value)
         key = text.casefold() if casefold else text
         if key not in lookup:
-            shown = ", ".join(repr(o) for o in allowed)
-            if len(shown) > 160:
-                shown = shown[:160] + ", ..."
-            raise _Invalid(f"must be one of {shown} (got {_show(text)})")
+            raise _Invalid(f"must be one of {_allowed(allowed, text)} (got {_show(text)})")
         return lookup[key]
 
     return check
+
+
+def _allowed(allowed: tuple[str, ...], given: str) -> str:
+    """The allowed values, or for a long list (Kartra's ~140 time zones) its size and
+    the closest few, whole: a reason is never cut mid-value."""
+    shown = ", ".join(repr(o) for o in allowed)
+    if len(shown) <= 160:
+        return shown
+    close = difflib.get_close_matches(given, allowed, n=3, cutoff=0.6)
+    if close:
+        return f"{len(allowed)} values; closest: {', '.join(repr(o) for o in close)}"
+    return f"{len(allowed)} values, such as {', '.join(repr(o) for o in allowed[:3])}"
 
 
 def _step(value: Any) -> str:

@@ -79,7 +79,16 @@ CASES: list[tuple[str, Callable[[AsyncKartra], Any], str, str, str | None]] = [
         "time zone",
         lambda k: k.lead("a@b.co").create(lead_preferred_time_zone="Mars/Olympus"),
         "lead_preferred_time_zone",
-        "must be one of 'America/Los_Angeles'",
+        "must be one of 76 values, such as 'America/Los_Angeles', 'America/Boise', "
+        "'America/Chicago' (got 'Mars/Olympus')",
+        "create_lead",
+    ),
+    (
+        "time zone misspelt: the closest whole names, never a list cut mid-word",
+        lambda k: k.lead("a@b.co").create(lead_preferred_time_zone="Pacific/Hono"),
+        "lead_preferred_time_zone",
+        "must be one of 76 values; closest: 'Pacific/Honolulu', 'Pacific/Tongatapu', "
+        "'Pacific/Guam' (got 'Pacific/Hono')",
         "create_lead",
     ),
     (
