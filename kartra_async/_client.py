@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import contextvars
 import copy
+import functools
+import hashlib
 import ipaddress
 import logging
 import math
@@ -335,6 +337,7 @@ class AsyncKartra:
         deadline: float = DEFAULT_DEADLINE,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         max_form_vars: int = MAX_FORM_VARS,
+        tenant: str | None = None,
     ) -> None:
         for field, value in (
             ("app_id", app_id),
@@ -377,6 +380,8 @@ class AsyncKartra:
             limiter = own(app_id) if own is not None else shared_limiter(app_id)
         #: the rate limiter every request waits on (None: no limiting)
         self.limiter: RateLimiter | None = limiter
+        #: the account this client's calls count for in the App's fair share (limits)
+        self.tenant = _tenant(tenant, api_key)
         self._resends = rate_limit_resends
         #: how failed calls are sent again (never when a repeat could do harm)
         self.retry = retry or RetryPolicy()
@@ -554,6 +559,7 @@ class AsyncKartra:
         priority: Priority = "interactive",
         retry: RetryPolicy | None = None,
         on_send: Callable[[], None] | None = None,
+        tenant: str | None = None,
     ) -> ChainResult:
         """Send one compiled call as ONE POST and read Kartra's answer.
 
@@ -561,7 +567,8 @@ class AsyncKartra:
         again (Kartra did not apply it). Failures are sent again only where a repeat
         cannot do harm (see kartra_async._retry); otherwise AmbiguousResultError.
         `on_send` is called once per attempt, after the limiter's grant, right before the
-        request leaves; what it raises stops the attempt unsent.
+        request leaves; what it raises stops the attempt unsent. `tenant` overrides the
+        client's account in the limiter's fair share for this call.
         """
         if self._closed:
             raise RuntimeError("this AsyncKartra is closed")
@@ -573,7 +580,9 @@ class AsyncKartra:
         attempt = 1
         while True:
             try:
-                return await self._send_once(content, call, priority, on_send)
+                return await self._send_once(
+                    content, call, priority, on_send, self.tenant if tenant is None else tenant
+                )
             except KartraError as error:
                 decision = decide(error, call)
                 if decision == Decision.RAISE:
@@ -629,9 +638,12 @@ class AsyncKartra:
         call: Call,
         priority: Priority,
         on_send: Callable[[], None] | None = None,
+        tenant: str | None = None,
     ) -> ChainResult:
         limiter = self.limiter
         take = getattr(limiter, "take", None)
+        if take is not None and getattr(limiter, "per_tenant", False):
+            take = functools.partial(take, tenant=tenant or self.tenant)
         resends = 0
         while True:
             grant: Grant | None = None
@@ -1076,3 +1088,15 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+# ---- tenants (the limiter's fair share between the accounts of one App)
+
+
+def _tenant(tenant: str | None, api_key: str) -> str:
+    """The tenant given, or one derived from the api_key that does not reveal it."""
+    if tenant is None:
+        return "key-" + hashlib.sha256(b"kartra-tenant:" + api_key.encode()).hexdigest()[:12]
+    if not isinstance(tenant, str) or not tenant.strip():
+        raise KartraValidationError("tenant", "must be a non-empty string")
+    return tenant

@@ -32,15 +32,15 @@ import threading
 import time
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 import anyio
 
 from .._constants import RATE_LIMIT_CALLS, RATE_LIMIT_PERIOD
+from .._redact import mask
 from ..errors import LimiterUnavailableError
-from ._common import Grant, LimiterStats, Margin, Priority, StormLog, logger
-from ._local import _EARLY, _LONG_SLEEP
+from ._common import Grant, LimiterStats, Margin, Priority, StormLog, logger, sleep_until
 
 if TYPE_CHECKING:
     import coredis
@@ -200,6 +200,9 @@ class RedisLimiter:
     at Redis; priorities are not applied across processes.
     """
 
+    #: take() accepts tenant= (the client names its account)
+    per_tenant: ClassVar[bool] = True
+
     def __init__(
         self,
         redis: str | coredis.Redis[Any] | RedisPy,
@@ -238,7 +241,7 @@ class RedisLimiter:
         self._offsets: deque[float] = deque(maxlen=64)
         self._offset = 0.0
         self._lock = threading.Lock()
-        self._storm = StormLog(f"App {app_id[:3]}***" if len(app_id) > 6 else "this App")
+        self._storm = StormLog(f"App {mask(app_id)}")
         self._client: coredis.Redis[Any] | None = None
         self._entered = 0
         self._open = True
@@ -335,12 +338,7 @@ class RedisLimiter:
             self.stats.wait_total += waited
             self.stats.wait_max = max(self.stats.wait_max, waited)
             try:
-                # a long sleep wakes 1-2 ms late: sleep to just before the slot, then the
-                # short, precise rest
-                deadline = anyio.current_time() + waited
-                if waited > _LONG_SLEEP:
-                    await anyio.sleep_until(deadline - _EARLY)
-                await anyio.sleep_until(deadline)
+                await sleep_until(anyio.current_time() + waited)
             except BaseException:
                 self.stats.grants -= 1
                 self.stats.cancelled += 1
