@@ -2,10 +2,11 @@
 slots from one RedisLimiter; print each tenant's slots (Redis's clock) and wake-ups.
 
 usage: python tests/_redis_fair_worker.py REDIS_URL APP_ID LIMIT PERIOD START_AT SPEC
-       [WEIGHTS_JSON [MARGIN]]
+       [WEIGHTS_JSON [MARGIN [fifo]]]
 
 SPEC: tenant:count:delay:concurrency[,...]; a tenant starts `delay` seconds after
-START_AT and keeps `concurrency` calls waiting (0: all `count` at once).
+START_AT and keeps `concurrency` calls waiting (0: all `count` at once). "fifo": the
+calls name no tenant (one FIFO for all: the benchmark's baseline).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kartra_async.limits.redis import RedisLimiter
 
 async def main(
     url: str, app_id: str, limit: int, period: float, start_at: float, spec: str,
-    weights: dict[str, float], margin: float | Literal["auto"],
+    weights: dict[str, float], margin: float | Literal["auto"], fifo: bool = False,
 ) -> None:  # fmt: skip
     result: dict[str, dict[str, list[float]]] = {}
     async with RedisLimiter(
@@ -41,7 +42,7 @@ async def main(
 
             async def one() -> None:
                 async with limiter_:
-                    slots.append(await limiter.acquire(tenant=name))
+                    slots.append(await limiter.acquire(tenant=None if fifo else name))
                     woke.append(time.time())
 
             async with anyio.create_task_group() as tg:
@@ -60,4 +61,7 @@ if __name__ == "__main__":
     url, app_id, limit, period, start_at, spec = sys.argv[1:7]
     weights = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}
     margin: float | Literal["auto"] = float(sys.argv[8]) if len(sys.argv) > 8 else "auto"
-    anyio.run(main, url, app_id, int(limit), float(period), float(start_at), spec, weights, margin)
+    fifo = sys.argv[9:10] == ["fifo"]
+    anyio.run(
+        main, url, app_id, int(limit), float(period), float(start_at), spec, weights, margin, fifo
+    )

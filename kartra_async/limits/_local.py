@@ -107,7 +107,9 @@ class _FairQueue:
     active starts at the virtual time of the last grant (or later, if it was served
     ahead of it so recently that its previous tag is still in the future), so it is
     served within about one round of the active tenants, however deep their queues are.
-    A tenant with no waiters keeps nothing here once the virtual time has passed its tag.
+    A tenant with no waiters keeps nothing here once the virtual time has passed its tag,
+    and nothing at all once the queue is empty (an idle queue forgets the past, as a
+    fair queueing server's virtual time jumps when it is idle).
     With `fair=False` every waiter is one tenant's: plain FIFO.
     """
 
@@ -142,6 +144,8 @@ class _FairQueue:
             tag = self.tags.pop(key)
             if tag > self.vtime:
                 self.finish[key] = tag
+            if not self.size:
+                self._idle()
 
     def _next(self) -> str:
         tags = self.tags
@@ -163,10 +167,18 @@ class _FairQueue:
         else:
             del self.queues[key], self.tags[key]
             self.finish[key] = after
-            if len(self.finish) > 2 * len(self.tags) + 16:
+            if not self.size:
+                self._idle()
+            elif len(self.finish) > 2 * len(self.tags) + 16:
                 vtime = self.vtime
                 self.finish = {k: v for k, v in self.finish.items() if v > vtime}
         return waiter
+
+    def _idle(self) -> None:
+        """Nobody waits: the past no longer counts (virtual time moves past every tag)."""
+        if self.finish:
+            self.vtime = max(self.vtime, *self.finish.values())
+            self.finish.clear()
 
 
 class _Queues:
