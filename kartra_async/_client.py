@@ -315,6 +315,10 @@ class AsyncKartra:
     closed by this client; a `transport` (e.g. FakeKartra's) goes into the client's
     own pool.
 
+    `tenant` names the account whose calls these are in the App's shared rate limit
+    (the limiter queues fairly between accounts); by default a short hash of the api_key,
+    which never reveals the key.
+
     Examples:
         >>> async with AsyncKartra(app_id, api_key, api_password) as kartra:
         ...     result = await kartra.lead("john@example.com").create(first_name="John").assign_tag("VIP")
@@ -350,6 +354,8 @@ class AsyncKartra:
                 value.encode()
             except UnicodeEncodeError:
                 raise KartraValidationError(field, "is not encodable as UTF-8") from None
+        #: the account this client's calls count for in the App's fair share (limits)
+        self.tenant = _tenant(tenant, api_key)
         self._url = _check_base_url(base_url)
         timeout = _check_timeout(timeout)
         self.app_id = app_id
@@ -380,8 +386,6 @@ class AsyncKartra:
             limiter = own(app_id) if own is not None else shared_limiter(app_id)
         #: the rate limiter every request waits on (None: no limiting)
         self.limiter: RateLimiter | None = limiter
-        #: the account this client's calls count for in the App's fair share (limits)
-        self.tenant = _tenant(tenant, api_key)
         self._resends = rate_limit_resends
         #: how failed calls are sent again (never when a repeat could do harm)
         self.retry = retry or RetryPolicy()

@@ -8,7 +8,8 @@ import anyio
 import pytest
 from anyio.lowlevel import checkpoint
 
-from kartra_async import AsyncKartra
+from kartra_async import AsyncKartra, KartraValidationError
+from kartra_async._commands import COMMANDS, Call
 from kartra_async.limits import Limiter
 from kartra_async.limits._common import Priority
 from kartra_async.limits._local import _Waiter
@@ -287,6 +288,17 @@ async def test_the_client_names_its_account_without_revealing_the_key() -> None:
         ) as acme:
             await acme.account.tags()
             await acme.with_options(retry=None).account.tags()
+            call = Call(
+                {"actions": [{"cmd": "retrieve_account_tags"}]},
+                (COMMANDS["retrieve_account_tags"],),
+            )
+            await acme.send(call, tenant="initech")  # one call counted for another account
     assert lim.stats.tenants[default].grants == 1
     assert lim.stats.tenants["acme"].grants == 2
+    assert lim.stats.tenants["initech"].grants == 1
     assert secret not in repr(lim.stats)
+
+
+def test_a_blank_tenant_is_refused() -> None:
+    with pytest.raises(KartraValidationError, match="tenant"):
+        AsyncKartra("app", "key", "password", tenant=" ", limiter=None)

@@ -53,7 +53,7 @@ DEFAULT_TENANT = "default"
 
 #: a tenant's share of the budget relative to others (default 1): a mapping of tenant to
 #: weight, or a callable
-Weights: TypeAlias = "Mapping[str, float] | Callable[[str], float]"
+Weights: TypeAlias = Mapping[str, float] | Callable[[str], float]
 
 
 async def sleep_until(deadline: float) -> None:

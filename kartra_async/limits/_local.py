@@ -1,6 +1,6 @@
 """The in-process limiter: at most `limit` requests *leave* in any window of `period` +
-margin seconds, paced, strict FIFO within a priority, no polling, safe across threads
-and event loops.
+margin seconds, paced, fair between tenants (the accounts of the App) and FIFO within a
+tenant and priority, no polling, safe across threads and event loops.
 
 Kartra counts a call when it arrives, so the log holds send times, not grant times: a
 request granted but not yet sent (waiting for a pooled connection, being connected) is

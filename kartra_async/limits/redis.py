@@ -20,6 +20,15 @@ In each process a FIFO lock lets one waiter at a time talk to Redis, and that wa
 reserves slots for every local waiter queued behind it in the same round trip, so a
 burst of local waiters is one queue and a few round trips, not one per waiter.
 
+Tenants (the accounts of the App) share the budget fairly, decided in the same script:
+a tenant may hold at most its weighted share of the next window's slots, so its deep
+queue cannot reserve the future ahead of another tenant's; its waiters beyond the share
+wait in their process and reserve when one of its slots passes. Data model (under
+`key_prefix` + app_id): `log` (list, the App's latest slots, at most 2 x limit plus a
+batch), `pause` (string), `active` (sorted set tenant -> latest slot) and `weights`
+(hash), holding the tenants active within `idle_ttl`, and `t:<tenant>` (list, the
+tenant's slots ahead, at most its share, expiring `idle_ttl` after its last slot).
+
 Slot times are integer microseconds of Redis's clock, written with '%d': Lua's own
 number-to-string conversion keeps 14 digits, too few for a microsecond epoch.
 """
