@@ -440,7 +440,7 @@ class RedisLimiter:
                     break
                 # the tenant holds its share of the slots ahead: its first waiter here
                 # tries again when one passes, the others when a reservation is made
-                first = next(t for t in self._pending if t.tenant == tenant)
+                first = next((t for t in self._pending if t.tenant == tenant), ticket)
                 if first is ticket:
                     await sleep_until(anyio.current_time() + self._until(ticket.retry_at) + 0.0005)
                 else:
