@@ -95,9 +95,7 @@ class TenantStats:
     wait_total: float = 0.0  #: seconds queued, summed
     wait_max: float = 0.0  #: the longest single wait, seconds
     queued: int = 0  #: waiters of this tenant queued now
-    #: the limiter's clock when it was last seen active (to within idle_ttl / 4)
-    last_seen: float = 0.0
-    _swept: int = attrs.field(default=0, repr=False, eq=False, alias="_swept")
+    last_seen: float = 0.0  #: the limiter's clock at its last grant or arrival
 
     @property
     def wait_mean(self) -> float:
@@ -117,7 +115,7 @@ class Tenants:
         self.stats = stats.tenants
         self.weights = weights
         self.idle_ttl = idle_ttl
-        self.sweep_at = -math.inf
+        self._sweep_at = -math.inf
 
     def weight(self, tenant: str) -> float:
         weights = self.weights
@@ -132,8 +130,7 @@ class Tenants:
         if entry is None:
             entry = self.stats[tenant] = TenantStats()
         entry.last_seen = now
-        entry._swept = entry.grants
-        if now >= self.sweep_at:
+        if now >= self._sweep_at:
             self.expire(now)
         return entry
 
@@ -147,15 +144,10 @@ class Tenants:
     def expire(self, now: float) -> None:
         """Forget the tenants idle for `idle_ttl` (run at most every idle_ttl / 4)."""
         horizon = now - self.idle_ttl
-        idle = []
-        for tenant, entry in self.stats.items():
-            if entry.grants != entry._swept:  # granted since the last sweep
-                entry._swept, entry.last_seen = entry.grants, now
-            elif not entry.queued and entry.last_seen <= horizon:
-                idle.append(tenant)
+        idle = [t for t, e in self.stats.items() if not e.queued and e.last_seen <= horizon]
         for tenant in idle:
             del self.stats[tenant]
-        self.sweep_at = now + self.idle_ttl / 4
+        self._sweep_at = now + self.idle_ttl / 4
 
 
 def _check_weight(tenant: str, weight: object) -> float:

@@ -298,7 +298,6 @@ class Limiter:
         self.stats = LimiterStats()
         self.fair = fair
         self._tenants = Tenants(self.stats, weights, idle_ttl)
-        self._tenant_stats = self.stats.tenants
         self._clock = clock
         self._margin = Margin(
             margin,
@@ -355,10 +354,7 @@ class Limiter:
         try:
             now = self._clock()
             if not self._queues.size and self._free(now):
-                entry = self._tenant_stats.get(tenant)
-                if entry is None or now >= self._tenants.sweep_at:
-                    entry = self._tenants.get(tenant, now)
-                entry.grants += 1  # (last_seen: the sweep sees the grants change)
+                self._tenants.get(tenant, now).grants += 1
                 tat = self._tat
                 self._tat = (tat if tat > now else now) + 2 * self._half_interval
                 log = self._log
@@ -391,10 +387,7 @@ class Limiter:
         try:
             now = self._clock()
             if not self._queues.size and self._free(now):
-                entry = self._tenant_stats.get(tenant)
-                if entry is None or now >= self._tenants.sweep_at:
-                    entry = self._tenants.get(tenant, now)
-                entry.grants += 1  # (last_seen: the sweep sees the grants change)
+                self._tenants.get(tenant, now).grants += 1
                 self._grant(now)
                 return _LocalGrant(self, now, tenant)
             waiter = self._enqueue(priority, tenant, now)
