@@ -115,7 +115,7 @@ class Tenants:
         self.stats = stats.tenants
         self.weights = weights
         self.idle_ttl = idle_ttl
-        self._sweep_at = -math.inf
+        self.sweep_at = -math.inf
 
     def weight(self, tenant: str) -> float:
         weights = self.weights
@@ -130,7 +130,7 @@ class Tenants:
         if entry is None:
             entry = self.stats[tenant] = TenantStats()
         entry.last_seen = now
-        if now >= self._sweep_at:
+        if now >= self.sweep_at:
             self.expire(now)
         return entry
 
@@ -147,7 +147,7 @@ class Tenants:
         idle = [t for t, e in self.stats.items() if not e.queued and e.last_seen <= horizon]
         for tenant in idle:
             del self.stats[tenant]
-        self._sweep_at = now + self.idle_ttl / 4
+        self.sweep_at = now + self.idle_ttl / 4
 
 
 def _check_weight(tenant: str, weight: object) -> float:

@@ -298,6 +298,7 @@ class Limiter:
         self.stats = LimiterStats()
         self.fair = fair
         self._tenants = Tenants(self.stats, weights, idle_ttl)
+        self._tenant_stats = self.stats.tenants
         self._clock = clock
         self._margin = Margin(
             margin,
@@ -354,7 +355,11 @@ class Limiter:
         try:
             now = self._clock()
             if not self._queues.size and self._free(now):
-                self._tenants.get(tenant, now).grants += 1
+                entry = self._tenant_stats.get(tenant)
+                if entry is None or now >= self._tenants.sweep_at:
+                    entry = self._tenants.get(tenant, now)
+                entry.grants += 1
+                entry.last_seen = now
                 tat = self._tat
                 self._tat = (tat if tat > now else now) + 2 * self._half_interval
                 log = self._log
@@ -387,7 +392,11 @@ class Limiter:
         try:
             now = self._clock()
             if not self._queues.size and self._free(now):
-                self._tenants.get(tenant, now).grants += 1
+                entry = self._tenant_stats.get(tenant)
+                if entry is None or now >= self._tenants.sweep_at:
+                    entry = self._tenants.get(tenant, now)
+                entry.grants += 1
+                entry.last_seen = now
                 self._grant(now)
                 return _LocalGrant(self, now, tenant)
             waiter = self._enqueue(priority, tenant, now)
