@@ -43,7 +43,7 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
-BENCHMARKS = ("limiter", "network", "fake", "models", "fanout", "overhead")
+BENCHMARKS = ("limiter", "network", "fake", "models", "fanout", "overhead", "fairness")
 
 
 @nox.session(python="3.11")

@@ -120,7 +120,9 @@ async def redis_costs(url: str) -> tuple[float, float]:
 
     async with RedisLimiter(url, "bench-uncontended", limit=10**8, period=1.0) as limiter:
         await limiter.reset()
-        keys, args = ["bench-raw:log", "bench-raw:pause"], [10**8, 1_000_000, 10, 10**8, 1]
+        keys = ["bench-raw:log", "bench-raw:pause", "bench-raw:active", "bench-raw:weights"]
+        keys.append("bench-raw:t:default")
+        args = [10**8, 1_000_000, 10, 10**8, 300_000_000, "default", "1.0", 1]
         n = 1000
         for _ in range(200):
             await limiter.acquire()

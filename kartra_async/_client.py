@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import ipaddress
 import logging
 import math
@@ -294,6 +296,10 @@ class AsyncKartra:
     closed by this client; a `transport` (e.g. FakeKartra's) goes into the client's
     own pool.
 
+    `tenant` names the account whose calls these are in the App's shared rate limit
+    (the limiter queues fairly between accounts); by default a short hash of the api_key,
+    which never reveals the key.
+
     Examples:
         >>> async with AsyncKartra(app_id, api_key, api_password) as kartra:
         ...     result = await kartra.lead("john@example.com").create(first_name="John").assign_tag("VIP")
@@ -316,6 +322,7 @@ class AsyncKartra:
         deadline: float = DEFAULT_DEADLINE,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         max_form_vars: int = MAX_FORM_VARS,
+        tenant: str | None = None,
     ) -> None:
         """`limiter`: not given, the App's shared in-process limiter
         (`kartra_async.limits.shared_limiter`, or the fake's when `transport` serves a
@@ -364,6 +371,7 @@ class AsyncKartra:
             max_answer_bytes=max_answer_bytes,
             max_form_vars=max_form_vars,
             clock=_utc_now,
+            tenant=_tenant(tenant, api_key),
         )
 
     def _configure(
@@ -384,9 +392,12 @@ class AsyncKartra:
         max_answer_bytes: int,
         max_form_vars: int,
         clock: Callable[[], datetime],
+        tenant: str,
     ) -> None:
         """Set every field of the instance (the constructor and `with_options` both come here)."""
         self.app_id = app_id
+        #: the account this client's calls count for in the App's fair share (limits)
+        self.tenant = tenant
         self._url = url
         self._secrets = secrets
         self._redact = Redactor(secrets)
@@ -433,6 +444,7 @@ class AsyncKartra:
         deadline: float = DEFAULT_DEADLINE,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         max_form_vars: int = MAX_FORM_VARS,
+        tenant: str | None = None,
     ) -> AsyncKartra:
         """A client configured from the environment, with keyword overrides.
 
@@ -472,6 +484,7 @@ class AsyncKartra:
             deadline=deadline,
             max_answer_bytes=max_answer_bytes,
             max_form_vars=max_form_vars,
+            tenant=tenant,
         )
 
     @property
@@ -506,6 +519,7 @@ class AsyncKartra:
         deadline: float | NotGiven = NOT_GIVEN,
         max_answer_bytes: int | NotGiven = NOT_GIVEN,
         max_form_vars: int | NotGiven = NOT_GIVEN,
+        tenant: str | NotGiven = NOT_GIVEN,
     ) -> AsyncKartra:
         """A new client for the calls made through it, with other settings and the same
         connection pool and credentials, e.g.
@@ -533,7 +547,8 @@ class AsyncKartra:
             else _count("max_answer_bytes", max_answer_bytes, 1),
             max_form_vars=self._max_form_vars
             if isinstance(max_form_vars, NotGiven)
-            else max_form_vars,
+            else _count("max_form_vars", max_form_vars, _CREDENTIAL_VARS + 1),
+            tenant=self.tenant if isinstance(tenant, NotGiven) else _tenant(tenant, ""),
         )
 
     def _clone(
@@ -546,6 +561,7 @@ class AsyncKartra:
         deadline: float,
         max_answer_bytes: int,
         max_form_vars: int,
+        tenant: str,
     ) -> AsyncKartra:
         """A new instance on this one's pool, credentials and clock, never owning the pool."""
         view = type(self).__new__(type(self))
@@ -565,6 +581,7 @@ class AsyncKartra:
             max_answer_bytes=max_answer_bytes,
             max_form_vars=max_form_vars,
             clock=self._clock,
+            tenant=tenant,
         )
         view._closed = self._closed  # a view of a closed client is closed too
         return view
@@ -663,6 +680,7 @@ class AsyncKartra:
         retry: RetryPolicy | None = None,
         reconcile: bool | NotGiven = NOT_GIVEN,
         on_send: Callable[[], None] | None = None,
+        tenant: str | None = None,
     ) -> ChainResult:
         """Send one compiled call as ONE POST and read Kartra's answer.
 
@@ -672,7 +690,8 @@ class AsyncKartra:
         `reconcile` (default: the client's), the call's first cmd's strategy settles it.
         `retry` overrides the client's RetryPolicy for this call. `on_send` is called once
         per attempt, after the limiter's grant, right before the request leaves; what it
-        raises stops the attempt unsent.
+        raises stops the attempt unsent. `tenant` overrides the client's account in the
+        limiter's fair share for this call.
         """
         if self._closed:
             raise RuntimeError("this AsyncKartra is closed")
@@ -684,14 +703,23 @@ class AsyncKartra:
         attempt = 1
         while True:
             try:
-                return await self._send_once(content, call, priority, policy, on_send)
+                return await self._send_once(
+                    content,
+                    call,
+                    priority,
+                    policy,
+                    on_send,
+                    self.tenant if tenant is None else tenant,
+                )
             except KartraError as error:
                 decision = decide(error, call)
                 if decision is Decision.RAISE:
                     raise
                 if decision is Decision.AMBIGUOUS:
                     if strategy is not None:
-                        return await self._settle(call, error, priority, policy, sent_at, None)
+                        return await self._settle(
+                            call, error, priority, policy, sent_at, None, tenant
+                        )
                     raise ambiguous_error(call, error) from error
                 if attempt >= policy.max_attempts:
                     raise
@@ -740,13 +768,19 @@ class AsyncKartra:
         policy: RetryPolicy,
         sent_at: datetime | None,
         on_send: Callable[[], None] | None,
+        tenant: str | None = None,
     ) -> ChainResult:
         strategy = call.commands[0].reconcile
         assert strategy is not None
 
         async def send(again: Call) -> ChainResult:
             return await self.send(
-                again, priority=priority, retry=policy, reconcile=False, on_send=on_send
+                again,
+                priority=priority,
+                retry=policy,
+                reconcile=False,
+                on_send=on_send,
+                tenant=tenant,
             )
 
         return await strategy(call, error, send=send, sent_at=sent_at, clock=self._clock)
@@ -782,9 +816,12 @@ class AsyncKartra:
         priority: Priority,
         policy: RetryPolicy,
         on_send: Callable[[], None] | None = None,
+        tenant: str | None = None,
     ) -> ChainResult:
         limiter = self.limiter
         take = getattr(limiter, "take", None)
+        if take is not None and getattr(limiter, "per_tenant", False):
+            take = functools.partial(take, tenant=tenant or self.tenant)
         resends = 0
         while True:
             grant: Grant | None = None
@@ -1089,3 +1126,15 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+# ---- tenants (the limiter's fair share between the accounts of one App)
+
+
+def _tenant(tenant: str | None, api_key: str) -> str:
+    """The tenant given, or one derived from the api_key that does not reveal it."""
+    if tenant is None:
+        return "key-" + hashlib.sha256(b"kartra-tenant:" + api_key.encode()).hexdigest()[:12]
+    if not isinstance(tenant, str) or not tenant.strip():
+        raise KartraValidationError("tenant", "must be a non-empty string")
+    return tenant

@@ -1,8 +1,8 @@
 """Rate limiting: Kartra allows 20 calls per second per App, shared by every account,
 and counts a call when it *arrives*.
 
-- `Limiter`: in process, counted in send times, paced, adaptive margin, FIFO,
-  priorities, 429 pause; one instance serves every thread and event loop of a process.
+- `Limiter`: in process, counted in send times, paced, adaptive margin, fair between
+  the App's accounts (tenants, weighted) and FIFO within each, priorities, 429 pause; one instance serves every thread and event loop of a process.
 - `shared_limiter(app_id)`: the one Limiter every AsyncKartra of that App uses by default.
 - `RedisLimiter` (`pip install kartra-async[redis]`): the same budget across processes
   and machines (`from kartra_async.limits.redis import RedisLimiter`).
@@ -14,17 +14,21 @@ import threading
 from typing import Protocol, runtime_checkable
 
 from .._constants import RATE_LIMIT_CALLS, RATE_LIMIT_PERIOD
+from .._redact import mask
 from ..errors import LimiterUnavailableError
-from ._common import Grant, LimiterStats, Priority
+from ._common import DEFAULT_TENANT, Grant, LimiterStats, Priority, TenantStats, Weights
 from ._local import Limiter
 
 __all__ = [
+    "DEFAULT_TENANT",
     "Grant",
     "Limiter",
     "LimiterStats",
     "LimiterUnavailableError",
     "Priority",
     "RateLimiter",
+    "TenantStats",
+    "Weights",
     "shared_limiter",
 ]
 
@@ -32,8 +36,9 @@ __all__ = [
 @runtime_checkable
 class RateLimiter(Protocol):
     """What AsyncKartra needs from a limiter. A limiter may also offer
-    `async take(priority) -> Grant` (Limiter and RedisLimiter do): the client then
-    reports the moment each request leaves and how its exchange ended."""
+    `async take(priority, *, tenant) -> Grant` (Limiter and RedisLimiter do): the
+    client then names its account (tenant), reports the moment each request leaves and
+    how its exchange ended."""
 
     async def acquire(self, priority: Priority = "interactive") -> float: ...
 
@@ -54,8 +59,7 @@ def shared_limiter(app_id: str) -> Limiter:
         with _SHARED_LOCK:
             limiter = _SHARED.get(app_id)
             if limiter is None:
-                shown = f"{app_id[:3]}***" if len(app_id) > 6 else "***"
                 limiter = _SHARED[app_id] = Limiter(
-                    RATE_LIMIT_CALLS, RATE_LIMIT_PERIOD, name=f"App {shown}"
+                    RATE_LIMIT_CALLS, RATE_LIMIT_PERIOD, name=f"App {mask(app_id)}"
                 )
     return limiter

@@ -14,11 +14,24 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Literal, Protocol
+from collections.abc import Callable, Mapping
+from typing import Literal, Protocol, TypeAlias
 
+import anyio
 import attrs
 
-__all__ = ["Grant", "LimiterStats", "Margin", "Priority", "StormLog"]
+__all__ = [
+    "DEFAULT_TENANT",
+    "Grant",
+    "LimiterStats",
+    "Margin",
+    "Priority",
+    "StormLog",
+    "TenantStats",
+    "Tenants",
+    "Weights",
+    "sleep_until",
+]
 
 logger = logging.getLogger("kartra_async.limits")
 
@@ -30,6 +43,25 @@ _BETA = 1 / 4
 _K = 4.0
 #: per clean answer, a margin above the estimate shrinks by this share
 _NARROW = 1 / 128
+#: sleeps longer than this wake ~1-2 ms late (timer slack): wake _EARLY before, then
+#: sleep the short rest, which is precise
+_LONG_SLEEP = 0.02
+_EARLY = 0.004
+
+#: the tenant of a call that names none
+DEFAULT_TENANT = "default"
+
+#: a tenant's share of the budget relative to others (default 1): a mapping of tenant to
+#: weight, or a callable
+Weights: TypeAlias = Mapping[str, float] | Callable[[str], float]
+
+
+async def sleep_until(deadline: float) -> None:
+    """Sleep until `deadline` (anyio.current_time()), precisely: a long sleep ends a
+    little early and the short rest follows."""
+    if deadline - anyio.current_time() > _LONG_SLEEP:
+        await anyio.sleep_until(deadline - _EARLY)
+    await anyio.sleep_until(deadline)
 
 
 @attrs.define
@@ -46,10 +78,87 @@ class LimiterStats:
     jitter: float = 0.0  #: estimated spread of arrival delays (4 x RTTVAR), seconds
     rtt: float | None = None  #: smoothed round trip (SRTT), seconds; None before any answer
     samples: int = 0  #: round trips measured
+    #: per tenant (account) of the App, those seen within `idle_ttl` or queued now
+    tenants: dict[str, TenantStats] = attrs.field(factory=dict)
 
     @property
     def wait_mean(self) -> float:
         return self.wait_total / self.waits if self.waits else 0.0
+
+
+@attrs.define
+class TenantStats:
+    """Counters of one tenant (an account of the App) in `limiter.stats.tenants`."""
+
+    grants: int = 0  #: slots granted to this tenant
+    waits: int = 0  #: of those, how many had to queue
+    wait_total: float = 0.0  #: seconds queued, summed
+    wait_max: float = 0.0  #: the longest single wait, seconds
+    queued: int = 0  #: waiters of this tenant queued now
+    last_seen: float = 0.0  #: the limiter's clock at its last grant or arrival
+
+    @property
+    def wait_mean(self) -> float:
+        return self.wait_total / self.waits if self.waits else 0.0
+
+
+class Tenants:
+    """The weight and the stats of each tenant; a tenant idle (nothing queued, no grant)
+    for `idle_ttl` seconds is forgotten, so memory follows the active tenants."""
+
+    def __init__(self, stats: LimiterStats, weights: Weights | None, idle_ttl: float) -> None:
+        if idle_ttl <= 0:
+            raise ValueError("idle_ttl must be > 0 seconds")
+        if weights is not None and not callable(weights):
+            for tenant, weight in weights.items():
+                _check_weight(tenant, weight)
+        self.stats = stats.tenants
+        self.weights = weights
+        self.idle_ttl = idle_ttl
+        self.sweep_at = -math.inf
+
+    def weight(self, tenant: str) -> float:
+        weights = self.weights
+        if weights is None:
+            return 1.0
+        if callable(weights):
+            return _check_weight(tenant, weights(tenant))
+        return float(weights.get(tenant, 1.0))
+
+    def get(self, tenant: str, now: float) -> TenantStats:
+        entry = self.stats.get(tenant)
+        if entry is None:
+            entry = self.stats[tenant] = TenantStats()
+        entry.last_seen = now
+        if now >= self.sweep_at:
+            self.expire(now)
+        return entry
+
+    def waited(self, tenant: str, seconds: float) -> None:
+        entry = self.stats.get(tenant)
+        if entry is not None:
+            entry.waits += 1
+            entry.wait_total += seconds
+            entry.wait_max = max(entry.wait_max, seconds)
+
+    def expire(self, now: float) -> None:
+        """Forget the tenants idle for `idle_ttl` (run at most every idle_ttl / 4)."""
+        horizon = now - self.idle_ttl
+        idle = [t for t, e in self.stats.items() if not e.queued and e.last_seen <= horizon]
+        for tenant in idle:
+            del self.stats[tenant]
+        self.sweep_at = now + self.idle_ttl / 4
+
+
+def _check_weight(tenant: str, weight: object) -> float:
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not math.isfinite(weight)
+        or weight <= 0
+    ):
+        raise ValueError(f"the weight of tenant {tenant!r} must be a finite number > 0")
+    return float(weight)
 
 
 class Grant(Protocol):

@@ -1,6 +1,6 @@
 """The in-process limiter: at most `limit` requests *leave* in any window of `period` +
-margin seconds, paced, strict FIFO within a priority, no polling, safe across threads
-and event loops.
+margin seconds, paced, fair between tenants (the accounts of the App) and FIFO within a
+tenant and priority, no polling, safe across threads and event loops.
 
 Kartra counts a call when it arrives, so the log holds send times, not grant times: a
 request granted but not yet sent (waiting for a pooled connection, being connected) is
@@ -34,16 +34,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import anyio
 
-from ._common import Grant, LimiterStats, Margin, Priority, StormLog, logger
+from ._common import (
+    DEFAULT_TENANT,
+    Grant,
+    LimiterStats,
+    Margin,
+    Priority,
+    StormLog,
+    Tenants,
+    Weights,
+    logger,
+    sleep_until,
+)
 
 __all__ = ["Limiter", "LimiterStats", "Priority"]
-
-_LONG_SLEEP = 0.02
-_EARLY = 0.004
 #: a microsecond more per window, so a slot is never granted on the very edge that a
 #: server's own float arithmetic may still count as inside
 _EPSILON = 1e-6
@@ -61,10 +69,21 @@ def _scheduler() -> Callable[[Callable[[], object]], object]:
 
 
 class _Waiter:
-    __slots__ = ("event", "granted_at", "priority", "queued_at", "schedule", "thread")
+    __slots__ = (
+        "event",
+        "granted_at",
+        "priority",
+        "queued_at",
+        "schedule",
+        "tenant",
+        "thread",
+        "weight",
+    )
 
-    def __init__(self, priority: Priority, queued_at: float) -> None:
+    def __init__(self, priority: Priority, tenant: str, weight: float, queued_at: float) -> None:
         self.priority = priority
+        self.tenant = tenant
+        self.weight = weight
         self.queued_at = queued_at
         self.event = anyio.Event()
         self.granted_at: float | None = None
@@ -79,48 +98,131 @@ class _Waiter:
             self.schedule(self.event.set)
 
 
-class _Queues:
-    """The waiters: FIFO within a priority, "interactive" first, but "bulk" gets at least
-    `bulk_share` of the grants while both wait. Fair queueing between accounts of one App
-    would replace this class (same push/peek/pop/remove)."""
+class _FairQueue:
+    """The waiters of one priority, fair between tenants: start-time fair queueing.
 
-    def __init__(self, bulk_share: float) -> None:
+    Each tenant with waiters has a deque (FIFO within the tenant) and a virtual start
+    tag; the tenant with the smallest tag is served next (ties: the tenant that became
+    active first), and each grant moves its tag on by 1 / weight. A tenant that becomes
+    active starts at the virtual time of the last grant (or later, if it was served
+    ahead of it so recently that its previous tag is still in the future), so it is
+    served within about one round of the active tenants, however deep their queues are.
+    A tenant with no waiters keeps nothing here once the virtual time has passed its tag,
+    and nothing at all once the queue is empty (an idle queue forgets the past, as a
+    fair queueing server's virtual time jumps when it is idle).
+    With `fair=False` every waiter is one tenant's: plain FIFO.
+    """
+
+    def __init__(self, fair: bool) -> None:
+        self.fair = fair
+        self.queues: dict[str, deque[_Waiter]] = {}
+        self.tags: dict[str, float] = {}
+        #: the next tag of tenants whose queue ran empty, while it is ahead of vtime
+        self.finish: dict[str, float] = {}
+        self.vtime = 0.0
+        self.size = 0
+
+    def _key(self, waiter: _Waiter) -> str:
+        return waiter.tenant if self.fair else ""
+
+    def push(self, waiter: _Waiter) -> None:
+        key = self._key(waiter)
+        queue = self.queues.get(key)
+        if queue is None:
+            queue = self.queues[key] = deque()
+            self.tags[key] = max(self.vtime, self.finish.pop(key, self.vtime))
+        queue.append(waiter)
+        self.size += 1
+
+    def remove(self, waiter: _Waiter) -> None:
+        key = self._key(waiter)
+        queue = self.queues[key]
+        queue.remove(waiter)
+        self.size -= 1
+        if not queue:  # the tenant leaves; back soon, it resumes at the same tag
+            del self.queues[key]
+            tag = self.tags.pop(key)
+            if tag > self.vtime:
+                self.finish[key] = tag
+            if not self.size:
+                self._idle()
+
+    def _next(self) -> str:
+        tags = self.tags
+        return min(tags, key=tags.__getitem__) if len(tags) > 1 else next(iter(tags))
+
+    def peek(self) -> _Waiter:
+        return self.queues[self._next()][0]
+
+    def pop(self) -> _Waiter:
+        key = self._next()
+        queue = self.queues[key]
+        waiter = queue.popleft()
+        self.size -= 1
+        tag = self.tags[key]
+        self.vtime = tag
+        after = tag + 1.0 / waiter.weight if self.fair else tag
+        if queue:
+            self.tags[key] = after
+        else:
+            del self.queues[key], self.tags[key]
+            self.finish[key] = after
+            if not self.size:
+                self._idle()
+            elif len(self.finish) > 2 * len(self.tags) + 16:
+                vtime = self.vtime
+                self.finish = {k: v for k, v in self.finish.items() if v > vtime}
+        return waiter
+
+    def _idle(self) -> None:
+        """Nobody waits: the past no longer counts (virtual time moves past every tag)."""
+        if self.finish:
+            self.vtime = max(self.vtime, *self.finish.values())
+            self.finish.clear()
+
+
+class _Queues:
+    """The waiters: fair between tenants within a priority (_FairQueue), "interactive"
+    first, but "bulk" gets at least `bulk_share` of the grants while both wait."""
+
+    def __init__(self, bulk_share: float, fair: bool) -> None:
         self.bulk_share = bulk_share
-        self.queues: dict[Priority, deque[_Waiter]] = {p: deque() for p in PRIORITIES}
+        self.queues: dict[Priority, _FairQueue] = {p: _FairQueue(fair) for p in PRIORITIES}
         self.size = 0
         self._credit = 0.0
 
     def push(self, waiter: _Waiter) -> None:
-        self.queues[waiter.priority].append(waiter)
+        self.queues[waiter.priority].push(waiter)
         self.size += 1
 
     def remove(self, waiter: _Waiter) -> None:
         self.queues[waiter.priority].remove(waiter)
         self.size -= 1
 
-    def _pick(self, *, pop: bool) -> deque[_Waiter]:
+    def _pick(self, *, pop: bool) -> _FairQueue:
         interactive, bulk = self.queues["interactive"], self.queues["bulk"]
-        if interactive and bulk:
+        if interactive.size and bulk.size:
             take_bulk = self._credit >= 1.0
             if pop:
                 self._credit = self._credit - 1.0 if take_bulk else self._credit + self.bulk_share
             return bulk if take_bulk else interactive
-        return interactive or bulk
+        return interactive if interactive.size else bulk
 
     def peek(self) -> _Waiter:
-        return self._pick(pop=False)[0]
+        return self._pick(pop=False).peek()
 
     def pop(self) -> _Waiter:
         self.size -= 1
-        return self._pick(pop=True).popleft()
+        return self._pick(pop=True).pop()
 
 
 class _LocalGrant:
-    __slots__ = ("_limiter", "at", "sent_at", "traced")
+    __slots__ = ("_limiter", "at", "sent_at", "tenant", "traced")
 
-    def __init__(self, limiter: Limiter, at: float) -> None:
+    def __init__(self, limiter: Limiter, at: float, tenant: str) -> None:
         self._limiter = limiter
         self.at = at
+        self.tenant = tenant
         self.sent_at: float | None = None
         self.traced = False
 
@@ -144,12 +246,21 @@ class Limiter:
     least `bulk_share` of the grants while both wait. `pause(seconds)` stops every grant
     (an HTTP 429 answer).
 
+    Tenants (the accounts of one App, `tenant=` of `take`/`acquire`): within a
+    priority, waiters are served fairly between tenants (start-time fair queueing,
+    `weights` a mapping or a callable, default 1 each), FIFO within a tenant; a tenant
+    alone gets the whole budget. `fair=False`: one FIFO for all. `stats.tenants` holds
+    per-tenant counters; a tenant idle for `idle_ttl` seconds is forgotten.
+
     `margin`: "auto" (learned from round trips, between `min_margin` and `max_margin`,
     default period/10; widened on 429s, see `stats.margin` and `stats.jitter`) or fixed
     seconds. `burst`: how many may leave at once after a quiet window (default limit/4);
     beyond it grants are paced `window/limit` apart; `burst=limit` turns pacing off.
     `clock` (monotonic seconds) is injectable for tests.
     """
+
+    #: take() accepts tenant= (the client names its account)
+    per_tenant: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -165,6 +276,9 @@ class Limiter:
         slow_threshold: float | None = None,
         on_slow: Callable[[float, Priority], None] | None = None,
         name: str = "",
+        fair: bool = True,
+        weights: Weights | None = None,
+        idle_ttl: float = 300.0,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -182,6 +296,9 @@ class Limiter:
         self.slow_threshold = slow_threshold
         self.on_slow = on_slow
         self.stats = LimiterStats()
+        self.fair = fair
+        self._tenants = Tenants(self.stats, weights, idle_ttl)
+        self._tenant_stats = self.stats.tenants
         self._clock = clock
         self._margin = Margin(
             margin,
@@ -196,7 +313,7 @@ class Limiter:
         self._in_flight = 0
         #: pacing (GCRA): the theoretical time of the next grant
         self._tat = -math.inf
-        self._queues = _Queues(bulk_share)
+        self._queues = _Queues(bulk_share, fair)
         self._timer: _Waiter | None = None
         #: the timer waits for requests in flight to be sent (or a long pause) to end
         self._timer_blocked = False
@@ -226,15 +343,23 @@ class Limiter:
 
     # ---- the public operations
 
-    async def acquire(self, priority: Priority = "interactive") -> float:
-        """Wait for a slot (FIFO within the priority) and count the request as sent when
-        this returns; return the clock time of the grant. Cancellation-safe: a cancelled
-        waiter takes no slot."""
+    async def acquire(
+        self, priority: Priority = "interactive", *, tenant: str | None = None
+    ) -> float:
+        """Wait for a slot (fair between tenants, FIFO within a tenant and priority) and
+        count the request as sent when this returns; return the clock time of the grant.
+        Cancellation-safe: a cancelled waiter takes no slot."""
+        tenant = DEFAULT_TENANT if tenant is None else tenant
         lock = self._lock
         lock.acquire()  # (a with-statement costs twice as much on this hot path)
         try:
             now = self._clock()
             if not self._queues.size and self._free(now):
+                entry = self._tenant_stats.get(tenant)
+                if entry is None or now >= self._tenants.sweep_at:
+                    entry = self._tenants.get(tenant, now)
+                entry.grants += 1
+                entry.last_seen = now
                 tat = self._tat
                 self._tat = (tat if tat > now else now) + 2 * self._half_interval
                 log = self._log
@@ -246,7 +371,7 @@ class Limiter:
                     del log[0]
                 self.stats.grants += 1
                 return now
-            waiter = self._enqueue(priority, now)
+            waiter = self._enqueue(priority, tenant, now)
         finally:
             lock.release()
         await self._wait(waiter)
@@ -258,26 +383,32 @@ class Limiter:
         assert waiter.granted_at is not None
         return waiter.granted_at
 
-    async def take(self, priority: Priority = "interactive") -> Grant:
+    async def take(self, priority: Priority = "interactive", *, tenant: str | None = None) -> Grant:
         """Wait for a slot like `acquire()`, but count the request from `grant.sent()`
         (the moment it leaves) and learn the round trip from `grant.finish(status)`."""
+        tenant = DEFAULT_TENANT if tenant is None else tenant
         lock = self._lock
         lock.acquire()
         try:
             now = self._clock()
             if not self._queues.size and self._free(now):
+                entry = self._tenant_stats.get(tenant)
+                if entry is None or now >= self._tenants.sweep_at:
+                    entry = self._tenants.get(tenant, now)
+                entry.grants += 1
+                entry.last_seen = now
                 self._grant(now)
-                return _LocalGrant(self, now)
-            waiter = self._enqueue(priority, now)
+                return _LocalGrant(self, now, tenant)
+            waiter = self._enqueue(priority, tenant, now)
         finally:
             lock.release()
         await self._wait(waiter)
         assert waiter.granted_at is not None
-        return _LocalGrant(self, waiter.granted_at)
+        return _LocalGrant(self, waiter.granted_at, tenant)
 
     def pause(self, seconds: float) -> None:
         """Kartra answered 429: stop all grants for `seconds` (the whole App backs off)
-        and widen an adaptive margin."""
+        and widen an adaptive margin. The synchronous form of `backoff()`."""
         with self._lock:
             now = self._clock()
             self.stats.rate_limited += 1
@@ -288,7 +419,8 @@ class Limiter:
             self._wake_timer()
 
     async def backoff(self, seconds: float) -> None:
-        """The RateLimiter protocol's pause (awaitable for limiters that need I/O)."""
+        """`pause(seconds)`, as the RateLimiter protocol awaits it (a limiter that needs
+        I/O to pause, like RedisLimiter, has only this form)."""
         self.pause(seconds)
 
     def next_free(self) -> float:
@@ -352,8 +484,9 @@ class Limiter:
                 at = paced
         return max(at, self._paused_until)
 
-    def _enqueue(self, priority: Priority, now: float) -> _Waiter:
-        waiter = _Waiter(priority, now)
+    def _enqueue(self, priority: Priority, tenant: str, now: float) -> _Waiter:
+        waiter = _Waiter(priority, tenant, self._tenants.weight(tenant), now)
+        self._tenants.get(tenant, now).queued += 1
         self._queues.push(waiter)
         self._dispatch(now)
         return waiter
@@ -363,6 +496,9 @@ class Limiter:
         while queues.size and self._free(now):
             waiter = queues.pop()
             waiter.granted_at = now
+            entry = self._tenants.get(waiter.tenant, now)
+            entry.queued -= 1
+            entry.grants += 1
             self._grant(now)
             if self._timer is waiter:
                 self._timer = None
@@ -389,14 +525,10 @@ class Limiter:
                     self._timer_blocked = delay > self.period
                     if self._timer_blocked:  # in flight (inf) or paused: woken on a change
                         waiter.event = anyio.Event()
-                if delay > _LONG_SLEEP:
-                    # long sleeps wake ~1-2 ms late (timer slack): wake a little early, then
-                    # sleep the short rest, which is precise
-                    delay -= _EARLY
                 if 0 < delay <= self.period:
                     # a plain sleep is far cheaper than a cancellable wait; whatever happens
                     # meanwhile (a pause, a grant) is seen when it ends, at most a window on
-                    await anyio.sleep(delay)
+                    await sleep_until(anyio.current_time() + delay)
                 elif delay > 0:
                     with anyio.move_on_after(delay):
                         await waiter.event.wait()
@@ -416,6 +548,7 @@ class Limiter:
         stats.waits += 1
         stats.wait_total += waited
         stats.wait_max = max(stats.wait_max, waited)
+        self._tenants.waited(waiter.tenant, waited)
         if self.slow_threshold is not None and waited >= self.slow_threshold:
             logger.info("a %s call waited %.3fs for the rate limiter", waiter.priority, waited)
             if self.on_slow is not None:
@@ -425,10 +558,13 @@ class Limiter:
         """A cancelled waiter: out of the queue, or its grant handed back."""
         with self._lock:
             self.stats.cancelled += 1
+            entry = self._tenants.get(waiter.tenant, self._clock())
             if waiter.granted_at is not None:
                 self.stats.grants -= 1
+                entry.grants -= 1
                 self._in_flight -= 1
             else:
+                entry.queued -= 1
                 self._queues.remove(waiter)
             if self._timer is waiter:
                 self._timer = None
@@ -461,6 +597,7 @@ class Limiter:
                     grant.sent_at = math.inf  # it never left: the slot goes back
                     self._in_flight -= 1
                     self.stats.grants -= 1
+                    self._tenants.get(grant.tenant, self._clock()).grants -= 1
                     self._dispatch(self._clock())
                     return
                 self._sent(grant, False)
