@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 import respx
+from hypothesis import HealthCheck, settings
 
 from kartra_async import AsyncKartra, RetryPolicy
 from kartra_async.testing.redis_server import redis_server
@@ -17,6 +18,13 @@ API_KEY = "QG9GPLW8G"
 API_PASSWORD = "kdwFAfwrfVS"
 BASE_URL = "https://app.kartra.com/api"
 CREDENTIALS = [("app_id", APP_ID), ("api_key", API_KEY), ("api_password", API_PASSWORD)]
+
+# The machines are shared and noisy: property tests judge behaviour, never speed (no
+# per-example deadline, no "too slow" health check); speed lives in benchmarks/.
+settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-machine")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

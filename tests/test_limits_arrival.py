@@ -316,3 +316,30 @@ async def test_429s_without_a_limiter_raise_at_once() -> None:
             with pytest.raises(RateLimitError, match="0 resends"):
                 await kartra.account.tags()
     assert route.call_count == 1
+
+
+async def test_any_window_guarantee_under_1000_tasks() -> None:
+    # the sliding log alone (no pacing), on the virtual clock: no machine load can move it
+    limiter = Limiter(100, 0.1, margin=0.0, burst=100, clock=anyio.current_time)
+    granted: list[float] = []
+    entered: list[int] = []
+    grant_of: dict[int, float] = {}
+
+    async def task(i: int) -> None:
+        entered.append(i)
+        at = await limiter.acquire()
+        granted.append(at)
+        grant_of[i] = at
+
+    async with anyio.create_task_group() as tg:
+        for i in range(1000):
+            tg.start_soon(task, i)
+    assert len(granted) == 1000
+    assert most_in_any_window(granted, 0.1) <= 100
+    # FIFO: whoever queued first was granted no later
+    grants_in_entry_order = [grant_of[i] for i in entered]
+    assert grants_in_entry_order == sorted(grants_in_entry_order)
+    assert limiter.stats.grants == 1000
+    assert limiter.stats.waits == 900
+    # the whole budget is used: 10 windows of 100, the last 0.9 s after the first
+    assert 0.9 <= max(granted) - min(granted) < 0.95
