@@ -1074,7 +1074,10 @@ OFFLINE = AsyncKartra(APP_ID, API_KEY, API_PASSWORD, limiter=None)
 OFFLINE._closed = True
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.text(alphabet=ANY_CHAR, max_size=40) | st.emails().map(lambda e: e + "\n"))
 @example("a@b.com\n")
 @example("a@b.com\x00")
