@@ -21,6 +21,7 @@ import pytest
 from kartra_async import ItemState
 from kartra_async._bulk import Journal
 from kartra_async.cli import command_line, main
+from kartra_async.cli.shell import secrets_note
 from kartra_async.testing import FakeKartra, FakeServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "leads.csv"
@@ -345,6 +346,12 @@ def test_the_resume_command_keeps_secrets_out() -> None:
         "'my leads.csv' --journal j.db --retry-ambiguous"
     )
     assert command_line(argv, add=["--reconcile"]).endswith("--journal j.db --reconcile")
+    # pasted as printed it needs the two variables: the output says so
+    assert secrets_note(argv) == (
+        "  (secrets are never printed: set KARTRA_API_KEY and KARTRA_API_PASSWORD in the "
+        "environment before running it)"
+    )
+    assert secrets_note(["--fake", "import", "x.csv"]) == ""
 
 
 def start_import(url: str, path: Path, journal: Path) -> subprocess.Popen[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -503,3 +504,18 @@ def test_the_meters_window_starts_at_the_phases_first_call(
     # the custom field and tag lookups came before: not in the window; then 3 creates,
     # then the edit of the lead that existed, in a phase of its own
     assert [m.calls for m in meters] == [3, 1]
+
+
+def test_a_note_on_a_terminal_goes_above_the_progress_bar_not_onto_it() -> None:
+    from rich.progress import Progress
+
+    err = io.StringIO()
+    output = Output(False, io.StringIO(), err)
+    output.err_console = Console(file=err, force_terminal=True, width=60, color_system=None)
+    with Progress(console=output.err_console, auto_refresh=False) as bar:
+        bar.add_task("import", total=10, completed=3)
+        bar.refresh()
+        output.note("kartra: stopping: no new rows")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err.getvalue())
+    lines = [line.strip() for line in plain.replace("\r", "\n").splitlines()]
+    assert "kartra: stopping: no new rows" in lines  # a line of its own

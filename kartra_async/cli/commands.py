@@ -20,7 +20,7 @@ from ..models.results import ChainResult
 from .importing import CallCounter, Import
 from .output import Output, report_import, report_rejected
 from .rows import Rejected, Row, Sheet, UsageError, read_sheet, to_rows
-from .shell import RESUME_FLAGS, command_line
+from .shell import RESUME_FLAGS, command_line, secrets_note
 
 __all__ = [
     "COMMANDS",
@@ -211,12 +211,14 @@ async def _import_rows(importer: Import, rows: list[Row], rejected: list[Rejecte
     problems = [o for o in outcomes if not o.ok]
     stopped = importer.interrupted
     again = command_line(args.argv)
+    note = secrets_note(args.argv)
+    then = f"\n{note}" if note else ""
     ambiguous = [o for o in outcomes if o.ambiguous]
     guidance = []
     if stopped:
         what = "aborted" if importer.aborted else "interrupted"
         if args.journal:
-            guidance.append(f"{what}; resume with:\n  {again}")
+            guidance.append(f"{what}; resume with:\n  {again}{then}")
         else:
             guidance.append(
                 f"{what}; no --journal recorded what was done: running the same command "
@@ -228,6 +230,7 @@ async def _import_rows(importer: Import, rows: list[Row], rejected: list[Rejecte
             "them, then run again with --reconcile (each lead is looked up: done if it has "
             "the row's tags, lists and points) or --retry-ambiguous (send again what may be "
             f"missing; it may apply it twice):\n  {command_line(args.argv, add=['--reconcile'])}"
+            + then
         )
     report_import(summary, problems, rejected, output, guidance, again if stopped else None)
     if stopped:

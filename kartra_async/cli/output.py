@@ -114,8 +114,11 @@ class Output:
         return self.err_console.width
 
     def note(self, text: str) -> None:
-        """A line for the user on stderr."""
-        print(text, file=self.err)
+        """A line for the user on stderr (above the progress bar while one is shown)."""
+        if self.err_console.is_terminal:
+            self.err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=self.err)
 
     def item(self, text: str) -> None:
         """One entry of a list on stderr (a rejected row, a failed row), wrapped
