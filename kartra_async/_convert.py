@@ -67,14 +67,9 @@ NONE_SENTINELS = frozenset({"N/A", "", "0000-00-00 00:00:00", "0000-00-00 00:00"
 # --------------------------------------------------------------------------- scalars
 
 
-def _plain_digits(text: str) -> bool:
-    """The common case of parse_int, tested inline: ASCII digits only."""
-    return text.isascii() and text.isdigit()
-
-
 def structure_int(value: Any, _: Any = int) -> int:
     if value.__class__ is str:
-        if _plain_digits(value):
+        if value.isascii() and value.isdigit():  # parse_int's common case, inline
             return int(value)
     elif value.__class__ is int:
         return value
@@ -178,7 +173,7 @@ def _optional_hook(tp: Any, conv: cattrs.Converter) -> Hook:
 
         def optional_int(value: Any, _: Any) -> Any:
             if value.__class__ is str:
-                if _plain_digits(value):
+                if value.isascii() and value.isdigit():
                     return int(value)
                 if value in NONE_SENTINELS:
                     return None
