@@ -963,6 +963,7 @@ class AsyncKartra:
                 timeout=self._request_timeout or httpx.USE_CLIENT_DEFAULT,
                 extensions=extensions,
             )  # fmt: skip
+        request.stream = _Body(content)  # headers (Content-Length) and .content stay
         response = await self._http.send(request, stream=True)
         if response.is_stream_consumed:  # built in memory (a mock transport): already read
             body = response.content
@@ -1104,6 +1105,37 @@ def _unencodable(payload: Any, path: str = "", *, nul: bool = False) -> str | No
         if found is not None:
             return found
     return None
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body of one chunk, iterated without an async generator: httpx's own
+    (`ByteStream.__aiter__`) is left suspended when a send is cancelled mid-write, and
+    its finalizer then runs from the garbage collector, after the trio run or the
+    asyncio loop that owned it may be gone ("Exception ignored in ...")."""
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _OneChunk(self._content)
+
+
+class _OneChunk:
+    __slots__ = ("_chunk",)
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk: bytes | None = chunk
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk, self._chunk = self._chunk, None
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
 
 def _tracer(grant: Grant) -> Callable[[str, dict[str, Any]], Awaitable[None]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
 import traceback
@@ -193,3 +194,25 @@ async def test_credentials_never_leak(
     assert API_PASSWORD not in everything
     # but the request itself did carry them
     assert f"api_key={API_KEY}" in api.calls.last.request.content.decode()
+
+
+async def test_the_request_body_is_no_async_generator() -> None:
+    """A send cancelled mid-write must not leave a suspended async generator for the
+    garbage collector to finalize after the event loop is gone (seen on trio as
+    "Exception ignored in: <async_generator object ByteStream.__aiter__>")."""
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        chunks = [chunk async for chunk in request.stream]  # type: ignore[union-attr]
+        assert b"".join(chunks) == request.content
+        return httpx.Response(200, json={"status": "Success", "account_tags": ["VIP"]})
+
+    transport = httpx.MockTransport(handler)
+    async with AsyncKartra(APP_ID, API_KEY, API_PASSWORD, transport=transport, limiter=None) as k:
+        assert await k.account.tags() == ["VIP"]
+    (request,) = seen
+    iterator = request.stream.__aiter__()  # type: ignore[union-attr]
+    assert not inspect.isasyncgen(iterator)
+    assert request.headers["Content-Length"] == str(len(request.content))
+    assert request.content.startswith(b"app_id=")
